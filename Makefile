@@ -1,0 +1,33 @@
+# Two commands do all set-up: `make demo` and `make test`. Each creates or updates .venv by itself.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build by default: on this project's machines `torch==2.13.0` resolves to a local CPU wheel, while an
+# unpinned torch pulls the multi-GB CUDA build. Override, e.g. `make TORCH_SPEC="torch==2.13.0+cu128" test`.
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH_SPEC)' | cksum | cut -d' ' -f1)
+
+.PHONY: venv test demo lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+test: venv
+	@$(BIN)/python -m pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests; refusing to pass" >&2; fi; exit $$rc
+
+demo: venv
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash benchmarks/demo.sh
+
+lint: venv
+	$(BIN)/ruff check rtresnet tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,3 @@
+from rtresnet.cli import run
+
+run()

@@ -1,0 +1,96 @@
+"""Images to model inputs, exactly as the model's metadata says (resize, center-crop, scale, normalize).
+
+Every stage that touches images (calibration, predict, bench) goes through here, so a model sees at run time
+what it was calibrated and verified with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from rtresnet.errors import RtresnetError
+from rtresnet.spec import ModelInfo, Preprocessing
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+             "nearest": Image.Resampling.NEAREST}
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Decode an image file and apply its EXIF orientation; errors name the file."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return ImageOps.exif_transpose(img)
+    except FileNotFoundError:
+        raise RtresnetError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise RtresnetError(f"cannot decode image {path}: {e}") from None
+
+
+def to_mode(img: Image.Image, channel_order: str) -> Image.Image:
+    """Convert any PIL mode (palette, RGBA, CMYK, 16-bit, float) to 8-bit "RGB" or "L"."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")  # composite on white, as viewers show transparent pixels
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, rgba)
+    target = "L" if channel_order == "L" else "RGB"
+    return img if img.mode == target else img.convert(target)
+
+
+def resize_crop(img: Image.Image, prep: Preprocessing) -> Image.Image:
+    """Resize the shorter side to ``prep.resize``, then center-crop ``prep.crop`` (torchvision's eval transform)."""
+    w, h = img.size
+    scale = prep.resize / min(w, h)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    if (new_w, new_h) != (w, h):
+        img = img.resize((new_w, new_h), _RESAMPLE[prep.interpolation])
+    ch, cw = prep.crop
+    if new_w < cw or new_h < ch:
+        raise RtresnetError(f"image of {w}x{h} is too small for crop {cw}x{ch}")
+    left, top = int(round((new_w - cw) / 2.0)), int(round((new_h - ch) / 2.0))
+    return img.crop((left, top, left + cw, top + ch))
+
+
+def normalize(pixels: np.ndarray, prep: Preprocessing) -> np.ndarray:
+    """(N, H, W, C) stored pixel values -> (N, C, H, W) float32 normalized input."""
+    x = pixels.astype(np.float32) / np.float32(prep.value_range)
+    x = (x - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def image_pixels(img: Image.Image, prep: Preprocessing) -> np.ndarray:
+    """One image -> (H, W, C) uint8 after mode conversion, resize and crop."""
+    arr = np.asarray(resize_crop(to_mode(img, prep.channel_order), prep), dtype=np.uint8)
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def preprocess_images(images: Sequence[Image.Image | str | Path], info: ModelInfo) -> np.ndarray:
+    """Images (PIL or paths) -> the model's input batch: float32 NCHW, or uint8 NHWC for uint8-input graphs."""
+    if len(images) == 0:
+        raise RtresnetError("no images to preprocess")
+    prep = info.preprocessing
+    pixels = np.stack([image_pixels(open_image(i) if isinstance(i, (str, Path)) else i, prep) for i in images])
+    return pixels_to_input(pixels, info)
+
+
+def pixels_to_input(pixels: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """Cropped (N, H, W, C) uint8 pixels -> what the graph takes (its own preprocessing does the rest)."""
+    if info.input_format == "float-nchw":
+        return normalize(pixels, info.preprocessing)
+    rgb = pixels if pixels.shape[-1] == 3 else np.repeat(pixels, 3, axis=-1)
+    return np.ascontiguousarray(rgb[..., ::-1] if info.input_format == "uint8-nhwc-bgr" else rgb)
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Image files below ``folder`` (recursive), sorted for a deterministic order."""
+    root = Path(folder)
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

@@ -26,11 +26,12 @@ COMMANDS = {
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [n for n, target in COMMANDS.items() if importlib.util.find_spec(target.split(":")[0])]
+        lazy = [n for n, target in COMMANDS.items() if importlib.util.find_spec(target.split(":")[0])]
+        return lazy + sorted(set(self.commands) - set(lazy))
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
-            return None
+            return super().get_command(ctx, name)
         module, attr = COMMANDS[name].split(":")
         return getattr(importlib.import_module(module), attr)
 

@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from rtresnet.compare import FP16_TOLERANCE, FP32_TOLERANCE, compare_logits
+
+
+def test_identical_logits_pass_with_exact_figures():
+    ref = np.array([[1.0, 3.0, 2.0], [0.5, -1.0, 4.0]])
+    c = compare_logits(ref, ref.copy())
+    assert c and c.max_abs_error == 0 and c.top1_agreement == 1.0 and c.cosine_min == pytest.approx(1.0)
+    assert c.logit_scale == 4.0 and c.samples == 2
+
+
+def test_abs_error_is_judged_relative_to_the_largest_logit():
+    ref = np.array([[100.0, 0.0, 50.0]])
+    assert compare_logits(ref, ref + [[0.09, 0, 0]])  # 9e-4 of 100: within 1e-3
+    c = compare_logits(ref, ref + [[0.2, 0, 0]])
+    assert not c and c.max_abs_rel == pytest.approx(2e-3)
+
+
+def test_top1_flip_fails_fp32_and_counts_top5():
+    ref = np.array([[1.0, 2.0, 0.0], [3.0, 0.0, 1.0]])
+    out = np.array([[2.0, 1.0, 0.0], [3.0, 0.0, 1.0]])
+    c = compare_logits(ref, out, FP32_TOLERANCE)
+    assert c.top1_agreement == 0.5 and c.top5_agreement == 1.0 and not c
+
+
+def test_fp16_tolerance_uses_cosine_and_agreement():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(64, 10))
+    assert compare_logits(ref, ref + rng.normal(scale=1e-3, size=ref.shape), FP16_TOLERANCE)
+    assert not compare_logits(ref, rng.normal(size=ref.shape), FP16_TOLERANCE)
+
+
+def test_shape_mismatch_raises():
+    with pytest.raises(ValueError):
+        compare_logits(np.zeros((2, 3)), np.zeros((2, 4)))

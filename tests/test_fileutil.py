@@ -1,0 +1,37 @@
+import os
+
+import pytest
+
+from rtresnet.errors import RtresnetError
+from rtresnet.fileutil import atomic_path, atomic_write_text, check_output_path, sha256_file
+
+
+def test_atomic_write_replaces_only_on_success(tmp_path):
+    target = tmp_path / "model.onnx"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert sorted(os.listdir(tmp_path)) == ["model.onnx"]  # no temp file left behind
+
+
+def test_output_path_checks(tmp_path):
+    with pytest.raises(RtresnetError, match="is a directory"):
+        check_output_path(tmp_path)
+    with pytest.raises(RtresnetError, match="does not exist"):
+        check_output_path(tmp_path / "missing" / "x.onnx")
+    assert check_output_path(tmp_path / "x.onnx") == tmp_path / "x.onnx"
+
+
+def test_unwritable_folder(tmp_path, monkeypatch):
+    # root ignores permission bits, so ask os.access the way an unprivileged user's process would be answered
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+    with pytest.raises(RtresnetError, match="not writable"):
+        check_output_path(tmp_path / "x.onnx")
+
+
+def test_sha256(tmp_path):
+    p = tmp_path / "a"
+    p.write_bytes(b"abc")
+    assert sha256_file(p) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +53,8 @@ for _spec in (
 
 
 def list_models() -> list[str]:
-    return sorted(_ARCHS)
+    """Registered archs in zoo order (ResNets by depth, then ResNeXt, then wide)."""
+    return list(_ARCHS)
 
 
 def get_arch(name: str) -> ArchSpec:
@@ -66,16 +67,70 @@ def get_arch(name: str) -> ArchSpec:
 
 
 def create_model(arch: str, *, weights: str | None = None, num_classes: int | None = None,
-                 in_channels: int = 3, zero_init_residual: bool = False, reset_head: bool = False,
-                 log: Callable[[str], Any] | None = None) -> nn.Module:
-    """Build ``arch``; with ``weights`` (a file path or a named weight such as IMAGENET1K_V2), load them strictly.
+                 in_channels: int = 3, zero_init_residual: bool = False, reset_head: bool = False) -> nn.Module:
+    """Build ``arch`` in eval mode; with ``weights`` (a file path or a named weight such as IMAGENET1K_V2), load them
+    strictly through ``rtresnet.weights.load_model`` (which also returns labels and preprocessing).
 
-    ``num_classes`` defaults to the checkpoint's head (1000 without weights). The model is returned in eval mode.
+    ``num_classes`` defaults to the checkpoint's head (1000 without weights).
     """
-    spec = get_arch(arch)
     if weights is None:
-        return spec.build(num_classes or 1000, in_channels, zero_init_residual).eval()
-    from rtresnet.weights import load_weights_into  # weights import torch.load machinery; only when asked
+        return get_arch(arch).build(num_classes or 1000, in_channels, zero_init_residual).eval()
+    from rtresnet.weights import load_model  # torch.load and download machinery only when weights are asked for
 
-    return load_weights_into(spec, weights, num_classes=num_classes, in_channels=in_channels,
-                             reset_head=reset_head, log=log).eval()
+    return load_model(arch, weights=weights, num_classes=num_classes, in_channels=in_channels,
+                      reset_head=reset_head, zero_init_residual=zero_init_residual).model
+
+
+@dataclass(frozen=True)
+class StateDictShape:
+    """What a ResNet state dict's tensor shapes say about the network that produced it."""
+
+    block: str  # "BasicBlock" | "Bottleneck"
+    layers: tuple[int, ...]  # blocks per stage
+    groups: int
+    width_per_group: int
+    in_channels: int | None
+    num_classes: int | None
+
+    @property
+    def arch(self) -> str | None:
+        """The registered arch with this structure (the head and input channels are options, not identity)."""
+        for spec in _ARCHS.values():
+            if (spec.block.__name__, spec.layers, spec.groups, spec.width_per_group) == (
+                    self.block, self.layers, self.groups, self.width_per_group):
+                return spec.name
+        return None
+
+    def describe(self) -> str:
+        layers = "-".join(map(str, self.layers))
+        what = f"{self.block} blocks {layers}"
+        if self.block == "Bottleneck":
+            what += f", groups {self.groups}, width/group {self.width_per_group}"
+        name = self.arch or "an unregistered ResNet variant"
+        return f"{name} ({what}, {self.num_classes} classes, {self.in_channels} input channels)"
+
+
+def inspect_state_dict(state_dict: Mapping[str, Any]) -> StateDictShape | None:
+    """Infer the architecture from shapes: block type, blocks per stage, bottleneck width; None if not a ResNet."""
+    layers = []
+    for stage in range(1, 5):
+        indices = {int(k.split(".")[1]) for k in state_dict
+                   if k.startswith(f"layer{stage}.") and k.split(".")[1].isdigit()}
+        if not indices:
+            return None
+        layers.append(max(indices) + 1)
+    groups, width_per_group = 1, 64
+    bottleneck = "layer1.0.conv3.weight" in state_dict
+    if bottleneck:
+        try:
+            width = state_dict["layer1.0.conv1.weight"].shape[0]
+            per_group = state_dict["layer1.0.conv2.weight"].shape[1]
+        except (KeyError, AttributeError, IndexError):
+            return None
+        # Bottleneck width of stage 1 is width_per_group * groups; the 3x3 conv sees width / groups inputs.
+        groups, width_per_group = width // per_group, per_group
+    conv1, fc = state_dict.get("conv1.weight"), state_dict.get("fc.weight")
+    return StateDictShape(block="Bottleneck" if bottleneck else "BasicBlock", layers=tuple(layers), groups=groups,
+                          width_per_group=width_per_group,
+                          in_channels=int(conv1.shape[1]) if conv1 is not None and conv1.dim() == 4 else None,
+                          num_classes=int(fc.shape[0]) if fc is not None and fc.dim() == 2 else None)

@@ -1,0 +1,156 @@
+"""Backend names -> how to produce a runner for them, through the pipeline's own stage functions.
+
+A name fixes the runtime, precision and device. Engine backends are produced in a work folder the way a user
+would: export the FP32 ONNX once, convert/quantize it, build the engine, then ``rtresnet.runtime`` loads it.
+Availability (CUDA, onnxruntime's CUDA provider, TensorRT) is checked before any work is done.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from rtresnet.errors import RtresnetError
+from rtresnet.spec import ModelInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    runtime: str            # "torch" | "onnxruntime" | "tensorrt"
+    precision: str          # "fp32" | "fp16" | "int8"
+    device: str             # "cpu" | "cuda"
+    channels_last: bool = False
+    description: str = ""
+
+
+BACKENDS: dict[str, BackendSpec] = {s.name: s for s in (
+    BackendSpec("torch", "torch", "fp32", "cpu", description="PyTorch eager FP32 (the baseline)"),
+    BackendSpec("torch-cuda", "torch", "fp32", "cuda", description="PyTorch eager FP32 on CUDA"),
+    BackendSpec("torch-cuda-fp16", "torch", "fp16", "cuda", description="PyTorch eager, FP16 autocast"),
+    BackendSpec("torch-cuda-fp16-cl", "torch", "fp16", "cuda", channels_last=True,
+                description="PyTorch eager, FP16 autocast, channels_last"),
+    BackendSpec("onnxruntime", "onnxruntime", "fp32", "cpu", description="onnxruntime CPU, FP32 engine"),
+    BackendSpec("onnxruntime-fp16", "onnxruntime", "fp16", "cpu", description="onnxruntime CPU, FP16 engine"),
+    BackendSpec("onnxruntime-int8", "onnxruntime", "int8", "cpu",
+                description="onnxruntime CPU, INT8 QDQ engine (U8 activations, S8 per-channel weights)"),
+    BackendSpec("onnxruntime-cuda", "onnxruntime", "fp32", "cuda", description="onnxruntime CUDA EP, FP32"),
+    BackendSpec("onnxruntime-cuda-fp16", "onnxruntime", "fp16", "cuda", description="onnxruntime CUDA EP, FP16"),
+    BackendSpec("tensorrt", "tensorrt", "fp32", "cuda", description="TensorRT FP32/TF32 engine"),
+    BackendSpec("tensorrt-fp16", "tensorrt", "fp16", "cuda", description="TensorRT FP16 engine"),
+    BackendSpec("tensorrt-int8", "tensorrt", "int8", "cuda",
+                description="TensorRT INT8 engine (explicit Q/DQ, FP16 elsewhere)"),
+)}
+CPU_BACKENDS = ("torch", "onnxruntime", "onnxruntime-fp16", "onnxruntime-int8")
+GPU_BACKENDS = ("torch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-cl", "onnxruntime-cuda", "onnxruntime-cuda-fp16",
+                "tensorrt", "tensorrt-fp16", "tensorrt-int8")
+
+
+def parse_backends(names: str | list[str] | tuple[str, ...]) -> tuple[BackendSpec, ...]:
+    items = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
+    if not items:
+        raise RtresnetError(f"no backends given; choose from {', '.join(BACKENDS)}")
+    unknown = [n for n in items if n not in BACKENDS]
+    if unknown:
+        raise RtresnetError(f"unknown backend {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+    if len(set(items)) != len(items):
+        raise RtresnetError(f"a backend is listed twice in {', '.join(items)}")
+    return tuple(BACKENDS[n] for n in items)
+
+
+@lru_cache(maxsize=1)
+def cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:  # a broken CUDA install must not break CPU runs
+        return False
+
+
+def unavailable_reason(spec: BackendSpec) -> str | None:
+    """Why ``spec`` cannot run on this machine, or None when it can."""
+    if spec.device == "cuda" and not cuda_available():
+        return "no CUDA GPU visible to PyTorch"
+    if spec.runtime == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
+        return "TensorRT is not installed (pip install 'rtresnet[gpu]')"
+    if spec.runtime == "onnxruntime" and spec.device == "cuda":
+        import onnxruntime as ort
+
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            return "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu instead of onnxruntime)"
+    return None
+
+
+class Workspace:
+    """Produces each backend's artifact once in ``work_dir``: FP32 ONNX -> FP16/INT8 ONNX -> engine."""
+
+    def __init__(self, work_dir: Path, *, arch: str, weights: str | Path | None, info: ModelInfo,
+                 max_batch: int, calib_data: str | Path, calib_size: int, seed: int = 0) -> None:
+        self.work_dir = Path(work_dir)
+        self.arch, self.weights, self.info = arch, weights, info
+        self.max_batch, self.calib_data, self.calib_size, self.seed = max_batch, calib_data, calib_size, seed
+        self._fp32: Path | None = None
+
+    def fp32_onnx(self) -> Path:
+        if self._fp32 is None:
+            from rtresnet.export import export_onnx
+
+            result = export_onnx(self.arch, self.work_dir / f"{self.arch}.onnx", weights=self.weights,
+                                 num_classes=self.info.num_classes, in_channels=self.info.in_channels,
+                                 input_size=self.info.input_size, preprocessing=self.info.preprocessing,
+                                 labels=self.info.labels or None, verify=False)
+            self._fp32 = Path(result.path)
+        return self._fp32
+
+    def engine(self, spec: BackendSpec) -> Path:
+        """The file the runtime loads: an engine built from the FP32 ONNX (the build stage converts or quantizes
+        it, INT8 calibrated for the backend's target). For onnxruntime's CUDA provider it is the ONNX itself,
+        because onnxruntime engines are optimized for the CPU provider's kernels."""
+        fp32 = self.fp32_onnx()
+        if spec.runtime == "onnxruntime" and spec.device == "cuda":
+            if spec.precision == "fp32":
+                return fp32
+            from rtresnet.precision import convert_fp16
+
+            return Path(convert_fp16(fp32, self.work_dir / f"{fp32.stem}.fp16.onnx", verify=False).path)
+        from rtresnet.build import build_engine
+
+        calibration = ({"calib_data": self.calib_data, "calib_size": self.calib_size, "seed": self.seed,
+                        "cache_dir": self.work_dir / "calibration"} if spec.precision == "int8" else {})
+        suffix = "plan" if spec.runtime == "tensorrt" else "onnx"
+        artifact = build_engine(fp32, precision=spec.precision, backend=spec.runtime, min_batch=1,
+                                opt_batch=min(self.max_batch, 8), max_batch=self.max_batch,
+                                output=self.work_dir / f"{fp32.stem}.{spec.precision}.{spec.runtime}.{suffix}",
+                                **calibration)
+        return Path(artifact.path)
+
+
+def load_runner(spec: BackendSpec, *, engine: Path | None, weights: Path | str | None, info: ModelInfo,
+                threads: int) -> Any:
+    """A runtime ``Runner`` for ``spec``: the engine (or ONNX) through ``rtresnet.runtime.load``; torch backends
+    load the weights afresh, so their memory counts against the backend that holds them."""
+    from rtresnet.runtime import load
+
+    if spec.runtime == "torch":
+        return load(info.arch, backend="torch", weights=weights, num_classes=info.num_classes,
+                    in_channels=info.in_channels, input_size=info.input_size, preprocessing=info.preprocessing,
+                    labels=info.labels or None, device=spec.device, fp16=spec.precision == "fp16",
+                    channels_last=spec.channels_last)
+    options: dict[str, Any] = {"threads": threads} if spec.device == "cpu" else {}
+    return load(engine, backend=spec.runtime, device=spec.device, **options)
+
+
+def load_model_file(path: Path, *, threads: int) -> Any:
+    """A runner for an existing engine or ONNX file given with ``--models`` (threads apply on the CPU)."""
+    from rtresnet.runtime import load
+    from rtresnet.sidecar import read_sidecar, sidecar_path
+
+    cpu = not sidecar_path(path).is_file() or read_sidecar(path, verify_hash=False).backend == "onnxruntime"
+    return load(path, **({"threads": threads} if cpu else {}))

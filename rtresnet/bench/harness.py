@@ -1,0 +1,303 @@
+"""``run``: every backend on the same inputs, batch sizes and threads, in one process, side by side."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtresnet.bench.accuracy import accuracy_result, evaluate
+from rtresnet.bench.backends import (BACKENDS, BackendSpec, Workspace, load_model_file, load_runner,
+                                     parse_backends, unavailable_reason)
+from rtresnet.bench.env import environment_block, utc_now
+from rtresnet.bench.gates import check_gates, validate_gates
+from rtresnet.bench.memory import PeakMemory, memory_method
+from rtresnet.bench.results import BackendResult, BatchResult, BenchReport
+from rtresnet.bench.stats import UNSTABLE_COV, LatencyStats
+from rtresnet.bench.timing import DEVICE_SCOPE, HOST_SCOPE, TimingConfig, time_device, time_host
+from rtresnet.errors import RtresnetError
+from rtresnet.progress import track
+from rtresnet.spec import ModelInfo, Preprocessing
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
+SYNTHETIC_SAMPLES = 64
+
+
+@dataclasses.dataclass
+class _Model:
+    """What the benchmark runs: the model's identity, the weights file every backend is made from, and the
+    reference (PyTorch FP32) logits the backends are compared with."""
+
+    info: ModelInfo
+    weights: str | Path | None
+    reference: np.ndarray | None = None
+
+
+def _sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
+    sizes = tuple(int(b) for b in batch_sizes)
+    if not sizes or any(b < 1 for b in sizes):
+        raise RtresnetError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
+    return tuple(sorted(set(sizes)))
+
+
+def _arch_model(arch: str, weights: str | Path | None, num_classes: int | None, in_channels: int,
+                input_size: int | tuple[int, int], preprocessing: Preprocessing | None, data: str,
+                work_dir: Path) -> tuple[_Model, Any]:
+    from rtresnet import __version__
+    from rtresnet.weights import load_model, save_state_dict
+
+    loaded = load_model(arch, weights=weights, num_classes=num_classes, in_channels=in_channels)
+    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    if preprocessing is None:
+        if loaded.preprocessing is not None and tuple(loaded.preprocessing.crop) == size:
+            preprocessing = loaded.preprocessing
+        elif str(data) == "digits":
+            from rtresnet.digits import DIGITS_PREPROCESSING
+
+            preprocessing = DIGITS_PREPROCESSING
+        else:
+            preprocessing = Preprocessing.default(loaded.in_channels, size)  # type: ignore[arg-type]
+    if weights is None:
+        # Random weights differ per process; save them so every backend is made from the same ones.
+        weights = save_state_dict(loaded.model, work_dir / f"{arch}-random-init.safetensors")
+        log.info("no weights given: benchmarking random weights (saved to %s)", weights)
+    info = ModelInfo(arch=arch, num_classes=loaded.num_classes, in_channels=loaded.in_channels,
+                     input_size=size, preprocessing=preprocessing, weights=loaded.weights or "random-init",
+                     weights_sha256=loaded.weights_sha256, labels=loaded.labels, rtresnet_version=__version__)
+    return _Model(info=info, weights=weights), loaded.model
+
+
+def _artifact_info(path: Path) -> ModelInfo:
+    from rtresnet.sidecar import read_sidecar, sidecar_path
+    from rtresnet.spec import read_model_info
+
+    if not path.is_file():
+        raise RtresnetError(f"model file not found: {path}")
+    return read_sidecar(path).model if sidecar_path(path).is_file() else read_model_info(path)
+
+
+def _reference_logits(model: Any, inputs: np.ndarray, batch: int) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return evaluate(lambda x: model(torch.from_numpy(np.ascontiguousarray(x))), inputs, batch)
+
+
+def _buffers(inputs: np.ndarray, batch: int, count: int) -> list[np.ndarray]:
+    """``count`` distinct batches (separate memory) cycling through the data set's samples."""
+    n = len(inputs)
+    return [np.ascontiguousarray(inputs[np.arange(j * batch, (j + 1) * batch) % n]) for j in range(count)]
+
+
+def _time_batches(runner: Any, inputs: np.ndarray, sizes: tuple[int, ...], timing: TimingConfig,
+                  device_timing: bool) -> tuple[list[BatchResult], list[str]]:
+    results, warnings = [], []
+    gpu = str(getattr(runner, "device", "cpu")).startswith("cuda")
+    for b in sizes:
+        buffers = _buffers(inputs, b, timing.buffers)
+        host = time_host(runner.infer, buffers, timing)
+        stats = LatencyStats.from_samples(host.samples_ms)
+        device = None
+        if gpu and device_timing:
+            import torch
+
+            on_gpu = [torch.from_numpy(x).to(runner.device) for x in buffers]
+            device = LatencyStats.from_samples(time_device(runner.infer, on_gpu, timing).samples_ms)
+        if stats.unstable:
+            warnings.append(f"unstable timing at batch {b}: CoV {stats.cov:.1%} > {UNSTABLE_COV:.0%} (other load on "
+                            f"the machine? run longer with --duration-s, or on an idle machine)")
+        results.append(BatchResult(
+            batch_size=b, host=stats, device=device, throughput_img_s=b * 1e3 / stats.latency_ms_mean,
+            device_throughput_img_s=b * 1e3 / device.latency_ms_mean if device else None,
+            speedup_vs_baseline=None, warmup_iters=host.warmup_iters))
+    return results, warnings
+
+
+def _run_backend(name: str, spec: BackendSpec | None, prepare, model: _Model, data_for, sizes: tuple[int, ...],
+                 timing: TimingConfig, threads: int, device_timing: bool) -> BackendResult:
+    """One backend end to end; any failure becomes a row with its reason, never an aborted benchmark."""
+    base = {"name": name, "runtime": spec.runtime if spec else "", "precision": spec.precision if spec else "",
+            "device": spec.device if spec else "cpu"}
+    if spec is not None and (reason := unavailable_reason(spec)):
+        log.warning("%s: unavailable (%s)", name, reason)
+        return BackendResult(status="unavailable", reason=reason, **base)
+    stage = "build"
+    try:
+        t0 = time.perf_counter()
+        artifact = prepare()
+        build_s = time.perf_counter() - t0
+        stage = "load"
+        with PeakMemory(gpu=base["device"] == "cuda") as mem:
+            t0 = time.perf_counter()
+            runner = (load_model_file(artifact, threads=threads) if spec is None else
+                      load_runner(spec, engine=artifact, weights=model.weights, info=model.info, threads=threads))
+            load_s = time.perf_counter() - t0
+            with runner:
+                if spec is None:
+                    base.update(runtime=runner.backend, precision=runner.info.precision,
+                                device="cuda" if str(runner.device).startswith("cuda") else "cpu")
+                inputs, labels = data_for(runner.info)
+                stage = "accuracy"
+                accuracy = None
+                if model.reference is not None:
+                    logits = evaluate(runner.infer, inputs, max(sizes))
+                    accuracy = accuracy_result(model.reference, logits, labels)
+                stage = "timing"
+                batches, warnings = _time_batches(runner, inputs, sizes, timing, device_timing)
+        peak = mem.result()
+    except Exception as e:  # noqa: BLE001 - a backend's failure is a result, reported with its reason
+        msg = str(e).splitlines()[0] if str(e) else ""
+        reason = f"{stage} failed: {msg}" if isinstance(e, RtresnetError) else f"{stage} failed: {type(e).__name__}: {msg}"
+        log.warning("%s: %s", name, reason, exc_info=log.isEnabledFor(logging.DEBUG))
+        return BackendResult(status="failed", reason=reason, **base)
+    size = artifact.stat().st_size if isinstance(artifact, Path) and artifact.is_file() else None
+    if size is None and model.weights is not None and Path(model.weights).is_file():
+        size = Path(model.weights).stat().st_size  # torch: the FP32 weights file it loads
+    return BackendResult(status="ok", artifact=str(artifact) if artifact else None, size_bytes=size,
+                         build_s=build_s, load_s=load_s, peak_rss_mib=peak.peak_rss_mib,
+                         peak_gpu_mib=peak.peak_gpu_mib, batches=tuple(batches), accuracy=accuracy,
+                         warnings=tuple(warnings), **base)
+
+
+def _with_speedups(results: list[BackendResult]) -> tuple[list[BackendResult], str]:
+    """Speedup against PyTorch on the same device (torch for CPU rows, torch-cuda for GPU rows)."""
+    ok = {r.name: r for r in results if r.ok}
+    refs = {"cpu": ok.get("torch"), "cuda": ok.get("torch-cuda") or ok.get("torch")}
+    out = []
+    for r in results:
+        ref = refs.get(r.device)
+        if ref is None or not r.ok:
+            out.append(r)
+            continue
+        batches = tuple(dataclasses.replace(b, speedup_vs_baseline=(rb.host.latency_ms_median / b.host.latency_ms_median
+                                                                     if (rb := ref.batch(b.batch_size)) else None))
+                        for b in r.batches)
+        out.append(dataclasses.replace(r, batches=batches))
+    names = [n for n in ("torch", "torch-cuda") if n in ok]
+    return out, " / ".join(names) if names else "none (no PyTorch baseline ran)"
+
+
+def run(arch: str | None = None, *, weights: str | Path | None = None, num_classes: int | None = None,
+        in_channels: int = 3, input_size: int | tuple[int, int] = 224,
+        backends: str | Sequence[str] = DEFAULT_BACKENDS, models: Sequence[str | Path] = (),
+        batch_sizes: Sequence[int] = (1,), timing: TimingConfig | None = None, threads: int | None = None,
+        data: str | Path = "synthetic", samples: int | None = None, calib_data: str | Path | None = None,
+        calib_size: int = 256, seed: int = 0, preprocessing: Preprocessing | None = None,
+        min_top1: float | None = None, max_top1_drop: float | None = None, work_dir: str | Path | None = None,
+        device_timing: bool = True) -> BenchReport:
+    """Benchmark ``backends`` of ``arch`` (made here through export/precision/build) or existing ``models`` files
+    against PyTorch eager FP32 on the same inputs: latency, throughput, accuracy, size, memory.
+
+    ``min_top1`` (%) and ``max_top1_drop`` (points) are gates: misses land in ``report.gate_failures``.
+    Example: ``run("resnet18", backends="torch,onnxruntime,onnxruntime-int8", batch_sizes=(1, 8))``.
+    """
+    import torch
+
+    from rtresnet.environment import cpu_info
+
+    if (arch is None) == (not models):
+        raise RtresnetError("give an architecture (--arch) or model files (--models), not both or neither")
+    sizes = _sizes(batch_sizes)
+    timing = timing or TimingConfig()
+    threads = threads or cpu_info()["usable_cores"]
+    if threads < 1:
+        raise RtresnetError(f"threads must be at least 1, got {threads}")
+    validate_gates(min_top1, max_top1_drop)
+    specs = parse_backends(backends) if arch is not None else ()
+    old_threads = torch.get_num_threads()
+    tmp = tempfile.TemporaryDirectory(prefix="rtresnet-bench-") if work_dir is None else None
+    folder = Path(tmp.name if tmp else work_dir)  # type: ignore[arg-type]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.set_num_threads(threads)  # the baseline gets the same cores as onnxruntime
+        return _run(arch, weights, num_classes, in_channels, input_size, specs, [Path(m) for m in models], sizes,
+                    timing, threads, data, samples, calib_data, calib_size, seed, preprocessing, min_top1,
+                    max_top1_drop, folder, device_timing)
+    finally:
+        torch.set_num_threads(old_threads)
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _run(arch, weights, num_classes, in_channels, input_size, specs, models, sizes, timing, threads, data, samples,
+         calib_data, calib_size, seed, preprocessing, min_top1, max_top1_drop, folder, device_timing) -> BenchReport:
+    from rtresnet.datasets import load_dataset
+
+    torch_model = None
+    if arch is not None:
+        model, torch_model = _arch_model(arch, weights, num_classes, in_channels, input_size, preprocessing,
+                                         str(data), folder)
+    else:
+        infos = [_artifact_info(p) for p in models]
+        first = infos[0]
+        for p, i in zip(models, infos):
+            if (i.arch, i.num_classes, i.input_size) != (first.arch, first.num_classes, first.input_size):
+                raise RtresnetError(f"{p} is a {i.arch} {i.input_size} model with {i.num_classes} classes but "
+                                    f"{models[0]} is {first.arch} {first.input_size} with {first.num_classes}; "
+                                    f"bench models of one network together")
+        model = _Model(info=first, weights=weights)
+        if weights is not None:
+            from rtresnet.weights import load_model
+
+            torch_model = load_model(first.arch, weights=weights, num_classes=first.num_classes,
+                                     in_channels=first.in_channels).model
+    size = samples or (SYNTHETIC_SAMPLES if str(data) == "synthetic" else None)
+    dataset = load_dataset(data, model.info, size=size, seed=seed, split="test")
+    inputs, labels = dataset.inputs, dataset.labels
+    cache = {model.info.input_format: (inputs, labels)}
+
+    def data_for(info: ModelInfo) -> tuple[np.ndarray, np.ndarray | None]:
+        """The same samples (same seed) for every backend, in each model's own input format."""
+        if info.input_format not in cache:
+            ds = load_dataset(data, dataclasses.replace(model.info, input_format=info.input_format), size=size,
+                              seed=seed, split="test")
+            cache[info.input_format] = (ds.inputs, ds.labels)
+        return cache[info.input_format]
+
+    if labels is None and (min_top1 is not None or max_top1_drop is not None):
+        raise RtresnetError(f"--min-top1/--max-top1-drop need labeled data, but {dataset.source} has no labels; "
+                            f"use --data digits or an ImageFolder directory (one folder per class)")
+    if torch_model is not None:
+        model.reference = _reference_logits(torch_model, inputs, max(sizes))
+    else:
+        log.warning("no PyTorch weights for %s: pass --weights to compare the models with PyTorch FP32",
+                    model.info.arch)
+    del torch_model
+    workspace = (Workspace(folder, arch=arch, weights=model.weights, info=model.info, max_batch=max(sizes),
+                           calib_data=calib_data or ("digits" if str(data) == "digits" else data),
+                           calib_size=calib_size, seed=seed) if arch is not None else None)
+
+    jobs: list[tuple[str, BackendSpec | None, Any]] = []
+    for spec in specs:
+        prepare = (lambda: None) if spec.runtime == "torch" else (lambda s=spec: workspace.engine(s))
+        jobs.append((spec.name, spec, prepare))
+    for p in models:
+        jobs.append((p.name, None, lambda p=p: p))
+    results = [_run_backend(name, spec, prepare, model, data_for, sizes, timing, threads, device_timing)
+               for name, spec, prepare in track(jobs, total=len(jobs), description="benchmarking")]
+    results, baseline = _with_speedups(results)
+    gpu = any(r.device == "cuda" and r.ok for r in results)
+    return BenchReport(
+        created_at=utc_now(),
+        model={"arch": model.info.arch, "num_classes": model.info.num_classes, "in_channels": model.info.in_channels,
+               "input_size": list(model.info.input_size), "weights": model.info.weights,
+               "input_format": model.info.input_format},
+        data={"source": dataset.source, "samples": int(len(inputs)), "labeled": labels is not None,
+              "synthetic": bool(dataset.synthetic), "fingerprint": dataset.fingerprint},
+        timing={"batch_sizes": list(sizes), "threads": threads, "description": timing.describe(),
+                "host_scope": HOST_SCOPE, "device_scope": DEVICE_SCOPE if gpu and device_timing else None,
+                "unstable_cov": UNSTABLE_COV},
+        memory_method=memory_method(gpu), environment=environment_block(threads), baseline=baseline,
+        backends=tuple(results), gates={"min_top1_pct": min_top1, "max_top1_drop_pts": max_top1_drop},
+        gate_failures=check_gates(results, min_top1, max_top1_drop))
+
+
+__all__ = ["BACKENDS", "DEFAULT_BACKENDS", "run"]

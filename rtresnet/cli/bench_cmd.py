@@ -1,0 +1,121 @@
+"""`rtresnet bench`: latency, throughput and accuracy against PyTorch FP32 (thin adapter over rtresnet.bench.run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from rtresnet.bench.backends import BACKENDS
+from rtresnet.bench.harness import DEFAULT_BACKENDS
+
+GATE_EXIT_CODE = 3
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 1,8,32, got {value!r}") from None
+    if not sizes or any(s < 1 for s in sizes):
+        raise click.BadParameter(f"batch sizes must be positive integers, got {value!r}")
+    return sizes
+
+
+@click.command()
+@click.argument("model_files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--arch", default=None, help="Architecture to benchmark (e.g. resnet50); engines are made from it.")
+@click.option("--models", "models_flag", is_flag=True,
+              help="Benchmark the given engine/ONNX files (MODEL_FILES) instead of --arch.")
+@click.option("--weights", default=None, help="Named weights (IMAGENET1K_V2) or a checkpoint; random if omitted.")
+@click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Classifier size (default: weights').")
+@click.option("--in-channels", type=click.IntRange(min=1), default=3, show_default=True, help="Input channels.")
+@click.option("--input-size", type=click.IntRange(min=8), default=224, show_default=True, help="Square input size.")
+@click.option("--backends", default=",".join(DEFAULT_BACKENDS), show_default=True,
+              help=f"Comma-separated, from: {', '.join(BACKENDS)}.")
+@click.option("--batch-sizes", default="1", show_default=True, callback=_int_list, help="e.g. 1,8,32")
+@click.option("--warmup", type=click.IntRange(min=0), default=None, help="Warm-up iterations [default: 3].")
+@click.option("--warmup-s", type=click.FloatRange(min=0), default=None, help="Warm-up seconds instead.")
+@click.option("--iters", type=click.IntRange(min=1), default=None, help="Timed iterations per batch size.")
+@click.option("--duration-s", type=click.FloatRange(min=0), default=None,
+              help="Timed seconds per batch size instead [default: 3, at least 5 iterations].")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for PyTorch and onnxruntime [default: usable cores].")
+@click.option("--data", default="synthetic", show_default=True,
+              help="Inputs: an image folder (ImageFolder layout = labeled), .npy/.npz, digits, or synthetic.")
+@click.option("--samples", type=click.IntRange(min=1), default=None,
+              help="Samples for accuracy [default: all of a folder/digits, 64 synthetic].")
+@click.option("--calib-data", default=None, help="INT8 calibration data [default: --data; digits train split].")
+@click.option("--calib-size", type=click.IntRange(min=1), default=256, show_default=True,
+              help="INT8 calibration samples.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling the data.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the JSON report.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="Write a CSV (one row per "
+              "backend and batch size).")
+@click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), default=None,
+              help="Write a Markdown report.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None,
+              help="Write a PNG: latency vs batch size, accuracy vs latency.")
+@click.option("--min-top1", type=float, default=None, help="Gate: every backend's top-1 must be >= this (%).")
+@click.option("--max-top1-drop", type=float, default=None,
+              help="Gate: every backend's top-1 drop vs PyTorch FP32 must be <= this (percentage points).")
+@click.option("--work-dir", type=click.Path(path_type=Path), default=None,
+              help="Keep the ONNX/engines here (reused by later runs) [default: a temporary folder].")
+def bench(model_files: tuple[Path, ...], arch: str | None, models_flag: bool, weights: str | None,
+          num_classes: int | None, in_channels: int, input_size: int, backends: str, batch_sizes: tuple[int, ...],
+          warmup: int | None, warmup_s: float | None, iters: int | None, duration_s: float | None,
+          threads: int | None, data: str, samples: int | None, calib_data: str | None, calib_size: int, seed: int,
+          json_path: Path | None, csv_path: Path | None, markdown_path: Path | None, plot_path: Path | None,
+          min_top1: float | None, max_top1_drop: float | None, work_dir: Path | None) -> None:
+    """Benchmark backends against PyTorch eager FP32 on the same inputs, batch sizes and threads.
+
+    Prints one row per backend and batch size: status, size, top-1 and its drop, agreement with PyTorch, p50/p99
+    latency (host to host), CoV, images/s and speedup. A backend that cannot run here gets a row with the reason.
+    Exit status: 0 ok, 1 error, 3 a --min-top1/--max-top1-drop gate failed.
+
+    \b
+    Example:
+      rtresnet bench --arch resnet50 --backends torch,onnxruntime,onnxruntime-int8 --batch-sizes 1,32 \\
+          --threads 2 --markdown bench.md --plot bench.png
+      rtresnet bench --arch resnet18 --weights digits.safetensors --in-channels 1 --num-classes 10 \\
+          --input-size 32 --data digits --max-top1-drop 1
+      rtresnet bench --models engines/resnet50.int8.onnx engines/resnet50.onnx --weights IMAGENET1K_V2
+    """
+    from rich.console import Console
+
+    from rtresnet.bench import TimingConfig, run, write_reports
+    from rtresnet.bench.report import rich_table
+    from rtresnet.cli import ui
+    from rtresnet.fileutil import check_output_path
+
+    if models_flag and not model_files:
+        raise click.UsageError("--models needs one or more engine/ONNX files after it")
+    if arch is not None and model_files:
+        raise click.UsageError("give --arch or model files, not both")
+    if arch is None and not model_files:
+        raise click.UsageError("give --arch NAME or --models FILE...")
+    if warmup is not None and warmup_s is not None:
+        raise click.UsageError("--warmup and --warmup-s are alternatives; give one")
+    if iters is not None and duration_s is not None:
+        raise click.UsageError("--iters and --duration-s are alternatives; give one")
+    for path in (json_path, csv_path, markdown_path, plot_path):
+        if path is not None:
+            check_output_path(path)  # refuse an unwritable path before minutes of benchmarking
+    report = run(arch, weights=weights, num_classes=num_classes, in_channels=in_channels, input_size=input_size,
+                 backends=backends, models=model_files, batch_sizes=batch_sizes,
+                 timing=TimingConfig(warmup_iters=warmup, warmup_s=warmup_s, iters=iters, duration_s=duration_s),
+                 threads=threads, data=data, samples=samples, calib_data=calib_data, calib_size=calib_size,
+                 seed=seed, min_top1=min_top1, max_top1_drop=max_top1_drop, work_dir=work_dir)
+    # piped output (CI logs, files) gets the full table instead of columns squeezed to 80 characters
+    console = ui.stdout if ui.stdout.is_terminal else Console(width=220)
+    console.print(rich_table(report))
+    for b in report.backends:
+        for w in b.warnings:
+            ui.stderr.print(f"warning: {b.name}: {w}", markup=False, highlight=False)
+    for path in write_reports(report, json_path=json_path, csv_path=csv_path, markdown_path=markdown_path,
+                              plot_path=plot_path):
+        ui.stderr.print(f"wrote {path}", markup=False, highlight=False)
+    if report.gate_failures:
+        for g in report.gate_failures:
+            click.echo(f"gate failed: {g.message}", err=True)
+        raise click.exceptions.Exit(GATE_EXIT_CODE)

@@ -1,0 +1,99 @@
+"""`rtresnet build`: a thin adapter over `rtresnet.build.build_engine`."""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+from rtresnet.errors import RtresnetError
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """'4GiB' -> 4294967296, '512MiB', '1.5GB', '1048576' (bytes)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
+    if not m or m.group(2).lower() not in _UNITS:
+        raise RtresnetError(f"cannot read size {text!r}; write it like 4GiB, 512MiB or a number of bytes")
+    value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+    if value <= 0:
+        raise RtresnetError(f"size {text!r} must be positive")
+    return value
+
+
+def _calibration_options(f):
+    """The precision stage's calibration options (`rtresnet quantize`), shared so both commands read alike."""
+    from rtresnet.cli.quantize_cmd import calibration_options
+
+    return calibration_options(f)
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("model", required=False, type=click.Path(dir_okay=False))
+@click.option("--arch", help="Export this architecture first instead of reading MODEL (e.g. resnet50).")
+@click.option("--weights", help="With --arch: a named weight (IMAGENET1K_V2) or a checkpoint file.")
+@click.option("--fp16", "precision", flag_value="fp16", help="Convert an FP32 ONNX to FP16, then build.")
+@click.option("--int8", "precision", flag_value="int8", help="Quantize (Q/DQ, calibrated) an FP32 ONNX, then build.")
+@click.option("--fp32", "precision", flag_value="fp32", default=True,
+              help="Build the graph in its own precision (an FP16/INT8 ONNX stays so).")
+@_calibration_options
+@click.option("--backend", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default="auto",
+              help="auto: TensorRT where it and a CUDA GPU exist, onnxruntime otherwise.")
+@click.option("--min-batch", type=int, help="Smallest batch of the profile [default: 1, or the fixed batch].")
+@click.option("--opt-batch", type=int, help="Batch TensorRT tunes for [default: the max batch].")
+@click.option("--max-batch", type=int, help="Largest batch of the profile [default: 32, or the fixed batch].")
+@click.option("--workspace", default="4GiB", help="TensorRT workspace memory pool limit (4GiB, 512MiB...).")
+@click.option("--opt-level", type=click.IntRange(0, 5), default=3, help="TensorRT builder optimization level.")
+@click.option("--timing-cache", type=click.Path(dir_okay=False),
+              help="TensorRT timing cache shared across builds [default: timing.cache beside the engine].")
+@click.option("--dla-core", type=int, help="Build for this DLA core (Jetson/DRIVE, TensorRT 10.x).")
+@click.option("--gpu-fallback", is_flag=True, help="With --dla-core: run unsupported layers on the GPU.")
+@click.option("--hardware-compat", type=click.Choice(["none", "ampere+", "same-cc"]), default="none",
+              help="Let the engine run on other GPUs (slower): Ampere and newer, or the same compute capability.")
+@click.option("--version-compat", is_flag=True, help="Let newer TensorRT versions (10 -> 11) load the engine.")
+@click.option("--tf32", is_flag=True, help="Let FP32 layers use TF32 math on Ampere+ (faster, ~1e-3 rel. error).")
+@click.option("--force", is_flag=True, help="Rebuild even when a matching engine exists.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Engine file [default: engines/<arch>_<precision>_b<min>-<max>_<backend>.engine|.onnx].")
+def build(model, arch, weights, precision, backend, min_batch, opt_batch, max_batch, workspace, opt_level,
+          timing_cache, dla_core, gpu_fallback, hardware_compat, version_compat, tf32, force, output,
+          **calibration) -> None:
+    """Build an engine (TensorRT plan or onnxruntime model) with a sidecar JSON from an ONNX model.
+
+    \b
+    Examples:
+      rtresnet build engines/resnet50.onnx --fp16 --backend tensorrt
+      rtresnet build --arch resnet50 --weights IMAGENET1K_V2 --int8 --calib-data ./calib_images
+      rtresnet build model.onnx --backend onnxruntime --max-batch 8 -o engines/model_cpu.onnx
+    """
+    from rtresnet.build import build_engine
+    from rtresnet.cli.ui import stdout
+
+    calibration = {k: v for k, v in calibration.items() if v is not None and v != ()}
+    if precision != "int8":
+        # The shared decorator fills in defaults; only values the user changed are an error without --int8.
+        ctx = click.get_current_context()
+        given = [k for k in calibration if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT]
+        if given:
+            raise RtresnetError(f"calibration options ({', '.join(sorted(given))}) only apply with --int8")
+        calibration = {}
+    artifact = build_engine(model, arch=arch, weights=weights, precision=precision, backend=backend,
+                            min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
+                            workspace_bytes=parse_size(workspace), opt_level=opt_level, timing_cache=timing_cache,
+                            dla_core=dla_core, gpu_fallback=gpu_fallback, hardware_compat=hardware_compat,
+                            version_compat=version_compat, tf32=tf32, force=force, output=output,
+                            **calibration)
+    s = artifact.sidecar
+    stdout.print(f"engine:  {artifact.path}", highlight=False)
+    stdout.print(f"sidecar: {artifact.sidecar_path}", highlight=False)
+    where = f"TensorRT {s.tensorrt_version} on {(s.gpu or {}).get('name')}" if s.backend == "tensorrt" else \
+        f"onnxruntime {s.onnxruntime_version} ({', '.join(s.execution_providers)})"
+    stdout.print(f"backend: {where}; {s.precision}; batch {s.profile['min_batch']}-{s.profile['max_batch']}",
+                 highlight=False)
+    if artifact.cache_hit:
+        stdout.print(f"cache:   hit (built {s.built_at} in {s.build_seconds:.1f} s; --force rebuilds)",
+                     highlight=False)
+    else:
+        stdout.print(f"cache:   miss; built in {artifact.build_seconds:.1f} s", highlight=False)

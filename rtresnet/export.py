@@ -1,0 +1,234 @@
+"""PyTorch ResNet -> one verified, self-describing FP32 ONNX file: the input of every later stage.
+
+The graph: BatchNorm folded into the convs, constants folded, shapes inferred, a dynamic batch axis unless a
+batch is fixed, fixed spatial size, ``ModelInfo`` (weights, preprocessing, labels) in ``metadata_props``.
+The file is verified against PyTorch eager in onnxruntime before it is renamed into place.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rtresnet import __version__
+from rtresnet.compare import Comparison
+from rtresnet.errors import RtresnetError
+from rtresnet.export_graph import Uint8Input, fuse_batchnorm, tensor_specs, trace_to_onnx
+from rtresnet.export_verify import verification_batches, verify_onnx
+from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
+from rtresnet.models import get_arch
+from rtresnet.spec import INPUT_FORMATS, InputFormat, Interpolation, ModelInfo, Preprocessing, TensorSpec
+
+log = logging.getLogger(__name__)
+
+# Opset 17: every op these graphs use (Conv, Gemm, pooling, Cast, Gather, Transpose) is stable since <= 13;
+# 17 is parsed by onnxruntime and by TensorRT 10 and 11, and is >= 13 for per-channel QuantizeLinear/
+# DequantizeLinear (INT8 weights). 13 is the floor for that reason; 20 is the TorchScript exporter's ceiling.
+DEFAULT_OPSET = 17
+MIN_OPSET, MAX_OPSET = 13, 20
+MIN_INPUT_SIZE = 32  # five stride-2 stages: smaller inputs reach layer4 as less than one pixel
+DEFAULT_OUTPUT_DIR = Path("engines")
+INIT_SEED = 0  # random-init exports (no weights) are reproducible: same file every time
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: Path
+    sha256: str
+    opset: int
+    info: ModelInfo
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    verification: Comparison | None
+    seconds: float
+    max_batch: int | None = None
+
+
+def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | Path | None = None,
+                num_classes: int | None = None, in_channels: int = 3, reset_head: bool = False,
+                input_size: int | Sequence[int] = 224, batch: int | None = None, max_batch: int | None = None,
+                opset: int = DEFAULT_OPSET, input_format: InputFormat = "float-nchw",
+                preprocessing: Preprocessing | None = None, labels: Sequence[str] | None = None,
+                verify: bool = True) -> ExportResult:
+    """Export ``arch`` (random init, or ``weights``: a named weight or a checkpoint) to ONNX and verify it.
+
+    ``preprocessing`` overrides the default (named weights bring theirs, anything else gets
+    ``Preprocessing.default``); its crop must equal ``input_size``. Raises ``RtresnetError`` on bad input or
+    failed verification, leaving nothing at ``output``.
+    """
+    start = time.perf_counter()
+    get_arch(arch)  # unknown names fail before anything else
+    size = check_input_size(input_size)
+    _check_batch(batch, max_batch)
+    _check_opset(opset)
+    if input_format not in INPUT_FORMATS:
+        raise RtresnetError(f"unknown input format {input_format!r}; choose one of {', '.join(INPUT_FORMATS)}")
+    if input_format != "float-nchw" and in_channels != 3:
+        raise RtresnetError(f"input format {input_format} takes 3-channel frames, but in_channels={in_channels}; "
+                            "use the float-nchw format for other channel counts")
+    path = _output_path(arch, output, input_format)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(INIT_SEED)
+        from rtresnet.weights import load_model  # torch.load machinery only when exporting
+
+        loaded = load_model(arch, weights=weights, num_classes=num_classes, in_channels=in_channels,
+                            reset_head=reset_head)
+    prep = _resolve_preprocessing(preprocessing, loaded.preprocessing, loaded.in_channels, size)
+    info = ModelInfo(arch=arch, num_classes=loaded.num_classes, in_channels=loaded.in_channels, input_size=size,
+                     preprocessing=prep, input_format=input_format, weights=loaded.weights,
+                     weights_sha256=loaded.weights_sha256, labels=_resolve_labels(labels, loaded.labels,
+                                                                                  loaded.num_classes),
+                     rtresnet_version=__version__)
+
+    module = fuse_batchnorm(loaded.model)
+    if input_format != "float-nchw":
+        module = Uint8Input(module, prep, bgr=input_format == "uint8-nhwc-bgr").eval()
+    # Trace at batch 2 when dynamic so no size-1 broadcasting gets baked into the graph.
+    example_batch = batch or 2
+    h, w = size
+    if input_format == "float-nchw":
+        example = torch.zeros(example_batch, info.in_channels, h, w)
+    else:
+        example = torch.zeros(example_batch, h, w, 3, dtype=torch.uint8)
+    model = trace_to_onnx(module, example, opset=opset, dynamic_batch=batch is None)
+    _write_metadata(model, info, max_batch)
+
+    import onnx
+
+    onnx.checker.check_model(model, full_check=True)
+    comparison = None
+    path.parent.mkdir(parents=True, exist_ok=True)  # only the default folder can be missing here
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(model.SerializeToString())
+        if verify:
+            comparison = verify_onnx(tmp, loaded.model, info, verification_batches(batch, max_batch))
+            if not comparison:
+                raise RtresnetError(f"exported ONNX does not match PyTorch: {comparison.summary()}; nothing was "
+                                    "written (run with --debug for the details)")
+    seconds = time.perf_counter() - start
+    result = ExportResult(path=path, sha256=sha256_file(path), opset=opset, info=info,
+                          inputs=tensor_specs(model.graph.input), outputs=tensor_specs(model.graph.output),
+                          verification=comparison, seconds=seconds, max_batch=max_batch)
+    log.info("exported %s to %s in %.1f s", arch, path, seconds)
+    return result
+
+
+def check_input_size(input_size: int | Sequence[int]) -> tuple[int, int]:
+    """224 or (H, W) -> (H, W); integers of at least ``MIN_INPUT_SIZE``."""
+    values = (input_size, input_size) if not isinstance(input_size, (tuple, list)) else tuple(input_size)
+    if len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise RtresnetError(f"input size must be one integer or two (H W), got {input_size!r}")
+    if min(values) < MIN_INPUT_SIZE:
+        raise RtresnetError(f"input size {values[0]}x{values[1]} is too small; ResNets need at least "
+                            f"{MIN_INPUT_SIZE}x{MIN_INPUT_SIZE}")
+    return values  # type: ignore[return-value]
+
+
+def parse_input_size(text: str) -> tuple[int, int]:
+    """CLI text "224", "224x288", "224,288" or "224 288" -> (H, W), with a one-line error otherwise."""
+    parts = text.replace("x", " ").replace(",", " ").split()
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise RtresnetError(f"input size must be one integer or two (H W), got {text!r}") from None
+    return check_input_size(values[0] if len(values) == 1 else values)
+
+
+def make_preprocessing(in_channels: int, input_size: int | Sequence[int], *, resize: int | None = None,
+                       mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                       interpolation: Interpolation = "bilinear") -> Preprocessing:
+    """The user's statement of a custom model's preprocessing; unset values take ``Preprocessing.default``'s."""
+    size = check_input_size(input_size)
+    base = Preprocessing.default(in_channels, size, interpolation=interpolation)
+    for name, values in (("mean", mean), ("std", std)):
+        if values is not None and len(values) != in_channels:
+            raise RtresnetError(f"--{name} needs one value per input channel ({in_channels}), got {len(values)}")
+    if resize is not None and resize < min(size):
+        raise RtresnetError(f"resize {resize} is smaller than the crop {size[0]}x{size[1]}; resize the shorter "
+                            "side to at least the crop size")
+    return dataclasses.replace(base, resize=resize or base.resize, mean=tuple(float(m) for m in mean or base.mean),
+                               std=tuple(float(s) for s in std or base.std))
+
+
+def read_labels(path: str | Path) -> tuple[str, ...]:
+    """Class names, one per line (trailing blank lines ignored)."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise RtresnetError(f"cannot read labels file {path} ({type(e).__name__}); give a UTF-8 text file with "
+                            "one class name per line") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    labels = tuple(line.strip() for line in lines)
+    if "" in labels:
+        raise RtresnetError(f"labels file {path} has an empty line {labels.index('') + 1}; one class name per line")
+    return labels
+
+
+def _resolve_preprocessing(given: Preprocessing | None, from_weights: Preprocessing | None, in_channels: int,
+                           size: tuple[int, int]) -> Preprocessing:
+    if given is None and from_weights is not None and tuple(from_weights.crop) != size:
+        # Named weights at another input size: keep their resize/crop ratio.
+        resize = int(round(from_weights.resize * min(size) / min(from_weights.crop)))
+        log.info("scaling the weights' preprocessing to %dx%d: resize %d -> %d", *size, from_weights.resize, resize)
+        given = dataclasses.replace(from_weights, crop=size, resize=resize)
+    prep = given or from_weights or Preprocessing.default(in_channels, size)
+    if prep.channels != in_channels:
+        raise RtresnetError(f"preprocessing has {prep.channels} mean/std values but the model has {in_channels} "
+                            "input channels; give one value per channel")
+    if tuple(prep.crop) != size:
+        raise RtresnetError(f"preprocessing crops {prep.crop[0]}x{prep.crop[1]} but the input size is "
+                            f"{size[0]}x{size[1]}; make them equal")
+    return prep
+
+
+def _resolve_labels(given: Sequence[str] | None, from_weights: tuple[str, ...], num_classes: int) -> tuple[str, ...]:
+    labels = tuple(given) if given is not None else from_weights
+    if labels and len(labels) != num_classes:
+        raise RtresnetError(f"{len(labels)} labels for a {num_classes}-class model; give exactly one per class")
+    return labels
+
+
+def _check_batch(batch: int | None, max_batch: int | None) -> None:
+    for name, value in (("batch", batch), ("max batch", max_batch)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise RtresnetError(f"{name} must be a positive integer, got {value!r}")
+    if batch is not None and max_batch is not None:
+        raise RtresnetError("give either a fixed batch (--batch) or a maximum for the dynamic axis (--max-batch), "
+                            "not both")
+
+
+def _check_opset(opset: int) -> None:
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise RtresnetError(f"opset {opset} is not supported; use {MIN_OPSET}..{MAX_OPSET} "
+                            f"(default {DEFAULT_OPSET})")
+
+
+def _output_path(arch: str, output: str | Path | None, input_format: str) -> Path:
+    if output is not None:
+        return check_output_path(output)
+    suffix = "" if input_format == "float-nchw" else "-" + input_format
+    path = DEFAULT_OUTPUT_DIR / f"{arch}{suffix}.onnx"
+    if DEFAULT_OUTPUT_DIR.is_dir():
+        return check_output_path(path)
+    # The default folder is created only once the model is ready; until then, check that it can be.
+    check_output_path(DEFAULT_OUTPUT_DIR)
+    return path
+
+
+def _write_metadata(model, info: ModelInfo, max_batch: int | None) -> None:
+    from rtresnet.spec import META_PREFIX, write_model_info
+
+    write_model_info(model, info)
+    if max_batch is not None:
+        # The largest batch the deployment plans for (engine profiles read it); the ONNX axis stays dynamic.
+        entry = model.metadata_props.add()
+        entry.key, entry.value = META_PREFIX + "max_batch", str(max_batch)

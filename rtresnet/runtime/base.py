@@ -1,0 +1,261 @@
+"""The one runner contract every backend implements, written once.
+
+A backend only implements ``_run(x)``: ``x`` is already validated (rank, shape, dtype, finiteness), contiguous,
+and its batch lies within the backend's range. Everything else (splitting large batches, padding small ones,
+returning the caller's array kind, preprocessing, softmax/top-k, locking, closing) lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from rtresnet.errors import RtresnetError
+from rtresnet.preprocess import preprocess_images
+from rtresnet.spec import ModelInfo
+
+log = logging.getLogger(__name__)
+
+ImageLike = Image.Image | str | Path
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What ``infer`` accepts: ``name[min_batch..max_batch, *sample_shape] dtype layout``.
+
+    ``max_batch`` None means unbounded; larger batches than ``max_batch`` are split by the runner.
+    """
+
+    name: str
+    sample_shape: tuple[int, ...]  # (C, H, W) for NCHW, (H, W, C) for NHWC
+    dtype: str                     # numpy dtype name
+    layout: str                    # "NCHW" | "NHWC"
+    min_batch: int = 1
+    max_batch: int | None = None
+
+    @property
+    def shape(self) -> tuple[int | str, ...]:
+        hi = "inf" if self.max_batch is None else self.max_batch
+        return (f"{self.min_batch}..{hi}", *self.sample_shape)
+
+    @property
+    def channels(self) -> int:
+        return self.sample_shape[0] if self.layout == "NCHW" else self.sample_shape[-1]
+
+    def describe(self) -> str:
+        dims = ", ".join(str(d) for d in self.shape)
+        return f"{self.name}[{dims}] {self.dtype} {self.layout}"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    index: int
+    probability: float
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "index": self.index, "probability": self.probability}
+
+
+def _torch():
+    # Imported only when a torch tensor is already in play: onnxruntime users never pay torch's import time.
+    return sys.modules.get("torch")
+
+
+def is_tensor(x: Any) -> bool:
+    torch = _torch()
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def top_predictions(logits: np.ndarray, info: ModelInfo, topk: int) -> list[list[Prediction]]:
+    """Softmax probabilities of the ``topk`` best classes per row, best first."""
+    if topk < 1:
+        raise RtresnetError(f"topk must be at least 1, got {topk}")
+    probs = softmax(np.asarray(logits))
+    k = min(topk, probs.shape[1])
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return [[Prediction(info.label(int(i)), int(i), float(row[i])) for i in idx] for row, idx in zip(probs, order)]
+
+
+class Runner(ABC):
+    """Runs a classifier: ``infer(batch) -> logits`` plus image-level ``preprocess`` and ``predict``.
+
+    ``infer`` takes a numpy array or a torch tensor shaped like ``input_spec`` and returns logits of the same kind
+    (a tensor comes back on the tensor's device). Inputs are validated before they reach the backend; batches
+    above the backend's maximum are split and re-joined, batches below its minimum padded.
+
+    Thread safety: one runner may be shared by threads. Backends whose ``_run`` is re-entrant
+    (``concurrent = True``, e.g. onnxruntime's ``InferenceSession.run`` on CPU) run calls concurrently; all
+    others (TensorRT's single execution context and buffers, IO binding, PyTorch with autocast) serialize calls on
+    a per-runner lock, so concurrent calls are safe and never see another call's buffers. ``close`` waits for
+    running calls; calls after it raise ``RtresnetError``.
+    """
+
+    backend: str = ""
+    concurrent: bool = False
+
+    def __init__(self, info: ModelInfo, input_spec: InputSpec, *, num_classes: int, device: str = "cpu",
+                 check_finite: bool = False, max_batch: int | None = None) -> None:
+        if max_batch is not None:
+            if max_batch < 1:
+                raise RtresnetError(f"max_batch must be at least 1, got {max_batch}")
+            if input_spec.max_batch is not None and max_batch > input_spec.max_batch:
+                raise RtresnetError(f"max_batch {max_batch} exceeds the engine's maximum batch "
+                                    f"{input_spec.max_batch}; rebuild the engine with a larger --max-batch")
+            if max_batch < input_spec.min_batch:
+                raise RtresnetError(f"max_batch {max_batch} is below the engine's minimum batch "
+                                    f"{input_spec.min_batch}; rebuild the engine with a smaller --min-batch")
+            input_spec = replace(input_spec, max_batch=max_batch)
+        self.info = info
+        self.input_spec = input_spec
+        self.num_classes = num_classes
+        self.device = device
+        self.check_finite = check_finite
+        self._dtype = np.dtype(input_spec.dtype)
+        self._lock = threading.RLock()
+        self._closed = False
+
+    # -- backend hooks ---------------------------------------------------------------------------------------
+    @abstractmethod
+    def _run(self, x: Any) -> Any:
+        """Logits for a validated, contiguous batch within the backend's batch range (numpy or torch)."""
+
+    def _release(self) -> None:
+        """Free the backend's resources (session, context, buffers)."""
+
+    # -- the contract --------------------------------------------------------------------------------------------
+    def infer(self, batch: Any) -> Any:
+        """Logits (N, num_classes) for ``batch``; numpy in -> numpy out, tensor in -> tensor on its device."""
+        tensor = is_tensor(batch)
+        if not tensor and not isinstance(batch, np.ndarray):
+            raise RtresnetError(f"infer() takes a numpy array or a torch tensor shaped like "
+                                f"{self.input_spec.describe()}, got {type(batch).__name__}")
+        x = self._validate(batch, tensor)
+        spec = self.input_spec
+        n = x.shape[0]
+        if spec.max_batch is None or n <= spec.max_batch:
+            out = self._call(self._pad(x, tensor) if n < spec.min_batch else x)[:n]
+        else:
+            step = spec.max_batch
+            log.debug("splitting a batch of %d into chunks of %d", n, step)
+            parts = [self._call(self._pad(c, tensor) if c.shape[0] < spec.min_batch else c)[:c.shape[0]]
+                     for c in (x[i:i + step] for i in range(0, n, step))]
+            out = self._join(parts)
+        return self._like(out, batch, tensor)
+
+    def preprocess(self, images: Sequence[ImageLike]) -> np.ndarray:
+        """Images (paths or PIL) -> this model's input batch, with the model's own preprocessing."""
+        return preprocess_images(list(images), self.info)
+
+    def predict(self, images: Sequence[ImageLike] | np.ndarray | Any, topk: int = 5) -> list[list[Prediction]]:
+        """Top-``topk`` classes (label, index, softmax probability) per image, best first.
+
+        ``images`` are paths or PIL images (preprocessed here), or an already preprocessed batch.
+        """
+        if topk < 1:
+            raise RtresnetError(f"topk must be at least 1, got {topk}")
+        batch = images if isinstance(images, np.ndarray) or is_tensor(images) else self.preprocess(images)
+        logits = self.infer(batch)
+        if is_tensor(logits):
+            logits = logits.detach().float().cpu().numpy()
+        return top_predictions(logits, self.info, topk)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._release()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.info.arch}, {self.input_spec.describe()}, device={self.device})"
+
+    # -- internals -------------------------------------------------------------------------------------------
+    def _call(self, x: Any) -> Any:
+        if self.concurrent:
+            if self._closed:
+                raise RtresnetError(f"this {self.backend} runner is closed; load the model again")
+            return self._run(x)
+        with self._lock:
+            if self._closed:
+                raise RtresnetError(f"this {self.backend} runner is closed; load the model again")
+            return self._run(x)
+
+    def _validate(self, batch: Any, tensor: bool) -> Any:
+        spec = self.input_spec
+        shape = tuple(batch.shape)
+        expect = f"expected {spec.describe()}"
+        if len(shape) != 1 + len(spec.sample_shape):
+            hint = "; add a batch dimension (x[None])" if len(shape) == len(spec.sample_shape) else ""
+            raise RtresnetError(f"input has rank {len(shape)} (shape {shape}), {expect}{hint}")
+        if shape[0] == 0:
+            raise RtresnetError(f"input batch is empty, {expect}")
+        if shape[1:] != spec.sample_shape:
+            got_c = shape[1] if spec.layout == "NCHW" else shape[-1]
+            if got_c != spec.channels:
+                raise RtresnetError(f"input has {got_c} channels, the model takes {spec.channels}: {expect} "
+                                    f"(shape {shape})")
+            raise RtresnetError(f"input shape {shape} does not match the model, {expect}")
+        dtype = str(batch.dtype).removeprefix("torch.") if tensor else batch.dtype.name
+        if dtype != spec.dtype:
+            raise RtresnetError(f"input dtype is {dtype}, {expect}; convert it (e.g. x.astype(np.{spec.dtype}))")
+        if tensor:
+            x = batch.detach()
+            x = x if x.is_contiguous() else x.contiguous()
+            if self.check_finite and x.is_floating_point() and not bool(x.isfinite().all()):
+                raise RtresnetError("input contains NaN or inf values; check the preprocessing of this batch")
+            return x
+        x = batch if batch.flags.c_contiguous and batch.flags.aligned else np.ascontiguousarray(batch)
+        if self.check_finite and x.dtype.kind == "f" and not np.isfinite(x).all():
+            raise RtresnetError("input contains NaN or inf values; check the preprocessing of this batch")
+        return x
+
+    def _pad(self, x: Any, tensor: bool) -> Any:
+        # Engines built with min_batch > 1 cannot take fewer samples: repeat the last one, drop its outputs later.
+        extra = self.input_spec.min_batch - x.shape[0]
+        if tensor:
+            return _torch().cat([x, x[-1:].expand(extra, *x.shape[1:])]).contiguous()
+        return np.concatenate([x, np.repeat(x[-1:], extra, axis=0)])
+
+    @staticmethod
+    def _join(parts: list[Any]) -> Any:
+        if is_tensor(parts[0]):
+            return _torch().cat(parts)
+        return np.concatenate(parts)
+
+    @staticmethod
+    def _like(out: Any, batch: Any, tensor: bool) -> Any:
+        """Return logits as the caller's kind: numpy for numpy, a tensor on the input's device for tensors."""
+        if tensor:
+            torch = _torch()
+            if not isinstance(out, torch.Tensor):
+                return torch.from_numpy(np.ascontiguousarray(out)).to(batch.device)
+            return out if out.device == batch.device else out.to(batch.device)
+        if is_tensor(out):
+            return out.detach().cpu().numpy()
+        return out

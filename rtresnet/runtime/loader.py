@@ -1,0 +1,120 @@
+"""``load``: one entry point from an artifact (or an arch name) to the right runner.
+
+    .engine / .plan / .trt + sidecar   -> TensorRT runner (a sidecar naming onnxruntime -> onnxruntime runner)
+    .onnx with a sidecar                -> onnxruntime runner on the onnxruntime engine (sidecar: spec, profile)
+    .onnx                               -> onnxruntime runner on the exported model (ONNX metadata: spec)
+    arch name ("resnet50")              -> PyTorch baseline (weights=..., num_classes=..., input_size=...)
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rtresnet.errors import RtresnetError
+from rtresnet.runtime.base import Runner
+from rtresnet.sidecar import read_sidecar, sidecar_path
+from rtresnet.spec import ModelInfo, Preprocessing
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+TRT_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+def _construct(cls: type[Runner], *args: Any, **options: Any) -> Runner:
+    """Build ``cls`` after checking ``options`` against its signature, so a typo is a clear error."""
+    accepted = [n for n, p in inspect.signature(cls.__init__).parameters.items() if p.kind == p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        shown = ", ".join(n for n in accepted if n not in ("device", "profile"))
+        raise RtresnetError(f"the {cls.backend} runner has no option {', '.join(unknown)} (options: {shown})")
+    return cls(*args, **options)
+
+
+def load(path_or_arch: str | Path, *, backend: str | None = None, device: str | None = None,
+         **options: Any) -> Runner:
+    """Load a runner for a TensorRT plan, an ONNX model / onnxruntime engine, or an arch name (PyTorch baseline).
+
+    ``backend`` (torch | onnxruntime | tensorrt) is inferred from the artifact when omitted; asking for one the
+    artifact cannot run is an error, never a silent switch. ``options`` go to the runner: ``threads``,
+    ``optimization``, ``providers`` (onnxruntime), ``cuda_graph`` (TensorRT), ``weights``, ``num_classes``,
+    ``in_channels``, ``input_size``, ``fp16``, ``channels_last`` (torch), and ``check_finite``, ``max_batch`` (all).
+
+    Example::
+
+        with load("engines/resnet18.onnx", threads=2) as runner:
+            print(runner.predict(["cat.jpg"], topk=3))
+    """
+    if backend is not None and backend not in BACKENDS:
+        raise RtresnetError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    target = Path(path_or_arch)
+    if target.is_file():
+        return _load_file(target, backend, device, options)
+    if target.suffix or len(target.parts) > 1 or target.exists():  # arch names have neither dots nor slashes
+        raise RtresnetError(f"model file not found: {target}")
+    if backend not in (None, "torch"):
+        raise RtresnetError(f"{path_or_arch!r} is not a file; an arch name runs on the torch backend, the "
+                            f"{backend} backend needs an exported ONNX or a built engine")
+    return load_torch(str(path_or_arch), device=device, **options)
+
+
+def _load_file(path: Path, backend: str | None, device: str | None, options: dict[str, Any]) -> Runner:
+    if sidecar_path(path).is_file() or path.suffix.lower() in TRT_SUFFIXES:
+        sidecar = read_sidecar(path)
+        if backend not in (None, sidecar.backend):
+            raise RtresnetError(f"{path} is an engine for {sidecar.backend}, not {backend}; load it with backend "
+                                f"{sidecar.backend} (or leave the backend out)")
+        if sidecar.backend == "tensorrt":
+            from rtresnet.runtime.trt_runner import TrtRunner
+
+            return _construct(TrtRunner, path, sidecar, device=device, **options)
+        from rtresnet.runtime.ort_runner import OrtRunner
+
+        if device is None and "providers" not in options and sidecar.execution_providers:
+            # an engine optimized for one provider (fused kernels) runs on the providers it was built for
+            options = {**options, "providers": list(sidecar.execution_providers)}
+        return _construct(OrtRunner, path, sidecar.model, device=device, profile=sidecar.profile, **options)
+    if path.suffix.lower() != ".onnx":
+        raise RtresnetError(f"{path} is neither an ONNX model (.onnx) nor an engine with a sidecar "
+                            f"(.engine/.plan + .json)")
+    if backend == "tensorrt":
+        raise RtresnetError(f"{path} is an ONNX model; build a TensorRT engine from it first: "
+                            f"rtresnet build {path} --backend tensorrt")
+    if backend == "torch":
+        raise RtresnetError("the torch backend loads an arch name with --weights, not an ONNX file")
+    from rtresnet.runtime.ort_runner import OrtRunner
+    from rtresnet.spec import read_model_info
+
+    return _construct(OrtRunner, path, read_model_info(path), device=device, **options)
+
+
+def load_torch(arch: str, *, weights: str | Path | None = None, num_classes: int | None = None,
+               in_channels: int = 3, input_size: int | Sequence[int] | None = None,
+               preprocessing: Preprocessing | None = None, labels: Sequence[str] | None = None,
+               device: str | None = None, **options: Any) -> Runner:
+    """The PyTorch baseline for ``arch`` + ``weights``, with the weights' own preprocessing when they carry one."""
+    from rtresnet import __version__
+    from rtresnet.runtime.torch_runner import TorchRunner
+    from rtresnet.weights import load_model
+
+    loaded = load_model(arch, weights=None if weights is None else str(weights), num_classes=num_classes,
+                        in_channels=in_channels)
+    if input_size is None:
+        size = loaded.preprocessing.crop if loaded.preprocessing else (224, 224)
+    else:
+        size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
+        if len(size) != 2:
+            raise RtresnetError(f"input_size takes one or two integers (H, W), got {input_size}")
+    if preprocessing is None:
+        named = loaded.preprocessing
+        preprocessing = named if named and tuple(named.crop) == size else Preprocessing.default(loaded.in_channels,
+                                                                                               size)
+    info = ModelInfo(arch=loaded.arch, num_classes=loaded.num_classes, in_channels=loaded.in_channels,
+                     input_size=size, preprocessing=preprocessing, weights=loaded.weights,
+                     weights_sha256=loaded.weights_sha256, labels=tuple(labels or loaded.labels),
+                     rtresnet_version=__version__)
+    return _construct(TorchRunner, loaded.model, info, device=device, **options)

@@ -1,0 +1,151 @@
+"""onnxruntime runner: an exported ONNX or an onnxruntime engine, on CPU, CUDA or onnxruntime's TensorRT EP."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtresnet.errors import RtresnetError
+from rtresnet.runtime.base import InputSpec, Runner
+from rtresnet.spec import ModelInfo
+
+log = logging.getLogger(__name__)
+
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
+               "tensor(int8)": "int8", "tensor(double)": "float64"}
+_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+
+
+def _device_id(device: str) -> int:
+    _, _, index = device.partition(":")
+    try:
+        return int(index) if index else 0
+    except ValueError:
+        raise RtresnetError(f"bad device {device!r}; use cpu, cuda, cuda:N or tensorrt:N") from None
+
+
+def providers_for(device: str) -> list[Any]:
+    """onnxruntime providers for ``device``: cpu, cuda[:N] or tensorrt[:N] (onnxruntime's TensorRT EP)."""
+    kind = device.split(":")[0]
+    if kind == "cpu":
+        return ["CPUExecutionProvider"]
+    opts = {"device_id": _device_id(device)}
+    if kind == "cuda":
+        return [("CUDAExecutionProvider", opts), "CPUExecutionProvider"]
+    if kind == "tensorrt":
+        return [("TensorrtExecutionProvider", opts), ("CUDAExecutionProvider", opts), "CPUExecutionProvider"]
+    raise RtresnetError(f"onnxruntime cannot run on device {device!r}; use cpu, cuda[:N] or tensorrt[:N]")
+
+
+def _provider_name(p: Any) -> str:
+    return p[0] if isinstance(p, tuple) else p
+
+
+class OrtRunner(Runner):
+    """onnxruntime ``InferenceSession`` behind the runner contract.
+
+    On CPU, ``InferenceSession.run`` is thread-safe, so concurrent ``infer`` calls run in parallel. On CUDA and the
+    TensorRT EP, torch CUDA tensors are bound in place with IO binding (zero-copy) and calls are serialized.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: str | Path, info: ModelInfo, *, device: str | None = None,
+                 providers: list[Any] | None = None, threads: int | None = None, optimization: str = "all",
+                 profile: dict | None = None, check_finite: bool = False, max_batch: int | None = None) -> None:
+        import onnxruntime as ort
+
+        if optimization not in OPTIMIZATION_LEVELS:
+            raise RtresnetError(f"unknown optimization level {optimization!r}; use one of "
+                                f"{', '.join(OPTIMIZATION_LEVELS)}")
+        if threads is not None and threads < 0:
+            raise RtresnetError(f"threads must be >= 0 (0 = onnxruntime's default), got {threads}")
+        if providers is None:
+            providers = providers_for(device or "cpu")
+        available = ort.get_available_providers()
+        missing = [_provider_name(p) for p in providers if _provider_name(p) not in available]
+        if missing:
+            raise RtresnetError(f"onnxruntime here lacks {', '.join(missing)} (available: {', '.join(available)}); "
+                                f"install onnxruntime-gpu for CUDA/TensorRT or run with --device cpu")
+        main = _provider_name(providers[0])
+        if device is None:
+            device = "cpu" if main not in _GPU_PROVIDERS else f"cuda:{self._option_device_id(providers[0])}"
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[optimization]
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1  # one graph branch at a time: ResNets are a chain, spare cores go intra-op
+        opts.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/NoSuchFile types
+            raise RtresnetError(f"onnxruntime cannot load {path}: {str(e).splitlines()[0]}") from None
+        if session.get_providers()[0] != main:
+            raise RtresnetError(f"onnxruntime could not start {main} (it fell back to {session.get_providers()[0]}); "
+                                f"check the CUDA/TensorRT libraries or run with --device cpu")
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise RtresnetError(f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; rtresnet runs "
+                                f"classifiers with one input and one output")
+        dtype = _ORT_DTYPES.get(inputs[0].type)
+        if dtype is None:
+            raise RtresnetError(f"{path} takes {inputs[0].type}, which rtresnet cannot feed")
+        batch_dim, *sample = inputs[0].shape
+        if not all(isinstance(d, int) for d in sample):
+            raise RtresnetError(f"{path} has dynamic image dimensions {inputs[0].shape}; export with a fixed size")
+        lo, hi = (batch_dim, batch_dim) if isinstance(batch_dim, int) else (1, None)
+        if profile:
+            lo, hi = max(lo, int(profile.get("min_batch", lo))), profile.get("max_batch", hi)
+        spec = InputSpec(inputs[0].name, tuple(sample), dtype, "NCHW" if info.input_format == "float-nchw" else "NHWC",
+                         lo, None if hi is None else int(hi))
+        num_classes = outputs[0].shape[-1] if isinstance(outputs[0].shape[-1], int) else info.num_classes
+        super().__init__(info, spec, num_classes=num_classes, device=device, check_finite=check_finite,
+                         max_batch=max_batch)
+        self.path = Path(path)
+        self.providers = tuple(session.get_providers())
+        self._session = session
+        self._in, self._out = inputs[0].name, outputs[0].name
+        self._out_names = [self._out]
+        self._out_dtype = _ORT_DTYPES.get(outputs[0].type, "float32")
+        self._gpu = main in _GPU_PROVIDERS
+        self._device_id = _device_id(device) if self._gpu else 0
+        self._binding = session.io_binding() if self._gpu else None
+        # session.run is thread-safe; a shared IO binding is not
+        self.concurrent = not self._gpu
+        log.debug("onnxruntime session on %s for %s", ", ".join(self.providers), path)
+
+    @staticmethod
+    def _option_device_id(provider: Any) -> int:
+        return int(provider[1].get("device_id", 0)) if isinstance(provider, tuple) and len(provider) > 1 else 0
+
+    def _run(self, x: Any) -> Any:
+        if isinstance(x, np.ndarray):
+            return self._session.run(self._out_names, {self._in: x})[0]
+        if self._gpu and x.is_cuda and x.device.index in (None, self._device_id):
+            return self._run_bound(x)
+        return self._session.run(self._out_names, {self._in: x.cpu().numpy()})[0]
+
+    def _run_bound(self, x: Any) -> Any:
+        """Zero-copy on CUDA: bind the caller's tensor and a fresh output tensor in place."""
+        import torch
+
+        y = torch.empty((x.shape[0], self.num_classes), dtype=getattr(torch, self._out_dtype), device=x.device)
+        # onnxruntime runs on its own stream: the producer of x must be done before it reads x
+        torch.cuda.current_stream(x.device).synchronize()
+        b = self._binding
+        b.bind_input(self._in, "cuda", self._device_id, np.dtype(self.input_spec.dtype), tuple(x.shape),
+                     x.data_ptr())
+        b.bind_output(self._out, "cuda", self._device_id, np.dtype(self._out_dtype), tuple(y.shape), y.data_ptr())
+        self._session.run_with_iobinding(b)  # synchronizes the provider's stream before returning
+        return y
+
+    def _release(self) -> None:
+        self._binding = None
+        self._session = None

@@ -1,0 +1,156 @@
+"""TensorRT runner: a plan file plus its sidecar, run through one execution context on a dedicated CUDA stream.
+
+Only the TensorRT Python API present in both 10.x and 11.x is used (names-based I/O, ``execute_async_v3``);
+device memory comes from PyTorch. ``tensorrt`` is imported lazily so that every CPU path works without it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rtresnet.errors import RtresnetError
+from rtresnet.runtime.base import InputSpec, Runner
+from rtresnet.sidecar import Sidecar
+
+log = logging.getLogger(__name__)
+
+
+def import_tensorrt() -> Any:
+    try:
+        import tensorrt
+    except ImportError:
+        raise RtresnetError("TensorRT is not installed; install it on a machine with an NVIDIA GPU "
+                            "(pip install 'rtresnet[gpu]') or run an onnxruntime engine instead") from None
+    return tensorrt
+
+
+def version_compatible(sidecar: Sidecar) -> bool:
+    flags = sidecar.flags or {}
+    return bool(flags.get("version_compat"))
+
+
+class TrtRunner(Runner):
+    """A TensorRT engine behind the runner contract.
+
+    One execution context per runner; input and output device buffers are allocated once for the largest profile
+    shape and reused; work runs on the runner's own ``torch.cuda.Stream``. A contiguous CUDA tensor of the right
+    dtype on the engine's device is read in place (zero-copy) unless CUDA graphs are on; results are copied out of
+    the reused buffer, so a returned tensor stays valid. With ``cuda_graph=True`` one graph per batch size is
+    captured on first use (after a warm-up run) and replayed afterwards. The single context and buffers are not
+    re-entrant: concurrent ``infer`` calls are serialized on the runner's lock.
+    """
+
+    backend = "tensorrt"
+
+    def __init__(self, path: str | Path, sidecar: Sidecar, *, device: str | None = None, cuda_graph: bool = False,
+                 check_finite: bool = False, max_batch: int | None = None) -> None:
+        import torch
+
+        from rtresnet.build.guard import check_engine_loadable
+
+        path = Path(path)
+        device = device or "cuda"
+        if not device.startswith("cuda"):
+            raise RtresnetError(f"TensorRT engines run on a CUDA device, not {device!r}; use --device cuda")
+        if not torch.cuda.is_available():
+            raise RtresnetError("this TensorRT engine needs a CUDA GPU and PyTorch sees none; on a CPU machine "
+                                "build and run an onnxruntime engine (rtresnet build --backend onnxruntime)")
+        check_engine_loadable(sidecar, path)
+        trt = import_tensorrt()
+        self._trt_logger = trt.Logger()
+        self._runtime = trt.Runtime(self._trt_logger)
+        if version_compatible(sidecar):
+            # a version-compatible plan embeds its lean runtime; TensorRT runs that host code only when allowed
+            self._runtime.engine_host_code_allowed = True
+        engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        if engine is None:
+            raise RtresnetError(f"TensorRT could not deserialize {path} (see its log above); rebuild it on this "
+                                f"machine with `rtresnet build --force`")
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if n not in inputs]
+        if len(inputs) != 1 or len(outputs) != 1 or not sidecar.inputs or not sidecar.outputs:
+            raise RtresnetError(f"{path} has inputs {inputs} and outputs {outputs}; rtresnet runs classifiers "
+                                f"with one input and one output")
+        self._in, self._out = inputs[0], outputs[0]
+        lo, _, hi = (tuple(d) for d in engine.get_tensor_profile_shape(self._in, 0))
+        info = sidecar.model
+        # dtypes from the hash-verified sidecar (numpy names), so no TensorRT DataType mapping is needed
+        in_dtype, out_dtype = sidecar.inputs[0].dtype, sidecar.outputs[0].dtype
+        spec = InputSpec(self._in, tuple(int(d) for d in hi[1:]), in_dtype,
+                         "NCHW" if info.input_format == "float-nchw" else "NHWC", int(lo[0]), int(hi[0]))
+        num_classes = int(tuple(engine.get_tensor_shape(self._out))[-1])
+        super().__init__(info, spec, num_classes=num_classes, device=device, check_finite=check_finite,
+                         max_batch=max_batch)
+        self.path, self.sidecar, self.cuda_graph = path, sidecar, cuda_graph
+        self._dev = torch.device(device)
+        self._engine = engine
+        self._context = engine.create_execution_context()
+        if self._context is None:
+            raise RtresnetError(f"TensorRT could not create an execution context for {path} (out of GPU memory?)")
+        self._torch_in_dtype = getattr(torch, in_dtype)
+        self._stream = torch.cuda.Stream(self._dev)
+        self._in_buf = torch.empty(tuple(int(d) for d in hi), dtype=self._torch_in_dtype, device=self._dev)
+        self._out_buf = torch.empty((int(hi[0]), num_classes), dtype=getattr(torch, out_dtype), device=self._dev)
+        self._graphs: dict[int, Any] = {}
+        log.debug("TensorRT engine %s: %s, batch %d..%d", path.name, spec.describe(), spec.min_batch, hi[0])
+
+    def _run(self, x: Any) -> Any:
+        import torch
+
+        n = x.shape[0]
+        host = isinstance(x, np.ndarray)
+        caller = torch.cuda.current_stream(self._dev)
+        in_place = (not host and not self.cuda_graph and x.device == self._dev)
+        # the output is allocated on the caller's stream, which owns it after we return
+        y = None if host else torch.empty((n, self.num_classes), dtype=self._out_buf.dtype, device=self._dev)
+        self._stream.wait_stream(caller)  # x (and y's allocation) are ordered before our work
+        with torch.cuda.stream(self._stream):
+            if not in_place:
+                self._in_buf[:n].copy_(torch.from_numpy(x) if host else x)  # H2D, or D2D from another device
+            self._context.set_input_shape(self._in, tuple(x.shape))
+            if self.cuda_graph:
+                self._replay(n)
+            else:
+                self._context.set_tensor_address(self._in, x.data_ptr() if in_place else self._in_buf.data_ptr())
+                self._context.set_tensor_address(self._out, self._out_buf.data_ptr())
+                self._execute()
+            if host:
+                out = self._out_buf[:n].cpu()  # synchronous device-to-host copy on our stream
+            else:
+                y.copy_(self._out_buf[:n])
+        self._stream.synchronize()
+        return out.numpy() if host else y
+
+    def _execute(self) -> None:
+        if not self._context.execute_async_v3(self._stream.cuda_stream):
+            raise RtresnetError(f"TensorRT failed to run {self.path.name} (see its log); check the input batch "
+                                f"against {self.input_spec.describe()}")
+
+    def _replay(self, n: int) -> None:
+        """Replay the graph captured for batch ``n``; capture it first (warm-up run, sync, capture)."""
+        import torch
+
+        graph = self._graphs.get(n)
+        if graph is None:
+            self._context.set_tensor_address(self._in, self._in_buf.data_ptr())
+            self._context.set_tensor_address(self._out, self._out_buf.data_ptr())
+            self._execute()  # the first enqueue does lazy initialisation that must not be captured
+            self._stream.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            # thread-local capture, as trtexec does, so other threads' CUDA calls do not break it
+            with torch.cuda.graph(graph, stream=self._stream, capture_error_mode="thread_local"):
+                self._execute()
+            self._graphs[n] = graph
+            log.debug("captured a CUDA graph for batch %d", n)
+        graph.replay()
+
+    def _release(self) -> None:
+        self._graphs.clear()
+        self._context = None
+        self._engine = None
+        self._in_buf = self._out_buf = None

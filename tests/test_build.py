@@ -1,0 +1,285 @@
+"""Build stage on the CPU: onnxruntime engines, sidecars, the engine cache, option checks and atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rtresnet.build import build_engine
+from rtresnet.build.request import resolve_batches
+from rtresnet.cli import main
+from rtresnet.errors import RtresnetError
+from rtresnet.sidecar import read_sidecar, sidecar_path
+from rtresnet.spec import read_model_info
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory) -> Path:
+    from rtresnet.export import export_onnx
+
+    folder = tmp_path_factory.mktemp("build_onnx")
+    return Path(export_onnx("resnet18", folder / "r18.onnx", num_classes=10, input_size=32, verify=False).path)
+
+
+@pytest.fixture(scope="session")
+def ort_engine(onnx_model, tmp_path_factory):
+    out = tmp_path_factory.mktemp("build_engine") / "r18_cpu.onnx"
+    return build_engine(onnx_model, backend="onnxruntime", max_batch=8, output=out)
+
+
+@pytest.fixture()
+def no_tensorrt(monkeypatch):
+    """This machine as the tests see it, whatever is installed: no TensorRT, no GPU."""
+    monkeypatch.setattr("rtresnet.environment.tensorrt_version", lambda: None)
+    monkeypatch.setattr("rtresnet.environment.gpu_info", lambda: None)
+
+
+def test_ort_engine_loads_and_matches_source(ort_engine, onnx_model):
+    import onnxruntime as ort
+
+    assert not ort_engine.cache_hit and ort_engine.path.is_file()
+    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype(np.float32)
+    ref = ort.InferenceSession(str(onnx_model), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    engine = ort.InferenceSession(str(ort_engine.path), providers=["CPUExecutionProvider"])
+    out = engine.run(None, {"input": x})[0]
+    assert out.shape == (3, 10)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+    # the saved graph is onnxruntime's optimized one (fused kernels), not a copy of the source
+    assert ort_engine.path.read_bytes() != onnx_model.read_bytes()
+    from rtresnet.runtime import load  # the runtime reads engine + sidecar the same way
+
+    with load(ort_engine.path) as runner:
+        assert runner.backend == "onnxruntime" and runner.input_spec.max_batch == 8
+        np.testing.assert_allclose(runner.infer(x), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_sidecar_describes_the_engine(ort_engine, onnx_model):
+    from rtresnet.fileutil import sha256_file
+
+    s = read_sidecar(ort_engine.path)
+    assert s == ort_engine.sidecar
+    assert s.backend == "onnxruntime" and s.precision == "fp32"
+    assert s.profile == {"min_batch": 1, "opt_batch": 8, "max_batch": 8}
+    assert s.onnx_sha256 == sha256_file(onnx_model) and s.engine_sha256 == sha256_file(ort_engine.path)
+    assert s.onnxruntime_version and s.execution_providers == ("CPUExecutionProvider",)
+    assert s.cpu["model"] and isinstance(s.cpu["isa"], list) and s.gpu is None and s.tensorrt_version is None
+    assert s.model == read_model_info(onnx_model)
+    assert [t.name for t in s.inputs] == ["input"] and s.inputs[0].shape == ("batch", 3, 32, 32)
+    assert [t.name for t in s.outputs] == ["logits"] and s.outputs[0].dtype == "float32"
+    assert s.flags == {"graph_optimization_level": "ORT_ENABLE_EXTENDED"}
+    assert "--max-batch 8" in s.extra["build_command"] and str(ort_engine.path) in s.extra["build_command"]
+    raw = json.loads(sidecar_path(ort_engine.path).read_text())
+    assert raw["schema"] == "rtresnet.engine-sidecar" and raw["rtresnet_version"]
+
+
+def test_tampered_engine_is_refused(ort_engine, tmp_path):
+    engine = tmp_path / ort_engine.path.name
+    engine.write_bytes(ort_engine.path.read_bytes() + b"\0")
+    sidecar_path(engine).write_text(sidecar_path(ort_engine.path).read_text())
+    with pytest.raises(RtresnetError, match="sha256"):
+        read_sidecar(engine)
+    sidecar_path(engine).write_text('{"schema": "something-else"}')
+    with pytest.raises(RtresnetError, match="not an rtresnet engine sidecar"):
+        read_sidecar(engine)
+
+
+def test_cache_hit_miss_and_force(onnx_model, tmp_path, caplog):
+    out = tmp_path / "e.onnx"
+    first = build_engine(onnx_model, backend="onnxruntime", max_batch=4, output=out)
+    built_at = out.stat().st_mtime_ns
+    again = build_engine(onnx_model, backend="onnxruntime", max_batch=4, output=out)
+    assert again.cache_hit and again.sidecar == first.sidecar and out.stat().st_mtime_ns == built_at
+    other = build_engine(onnx_model, backend="onnxruntime", max_batch=2, output=out)  # another profile: miss
+    assert not other.cache_hit and other.sidecar.profile["max_batch"] == 2
+    forced = build_engine(onnx_model, backend="onnxruntime", max_batch=2, output=out, force=True)
+    assert not forced.cache_hit and forced.sidecar.built_at >= other.sidecar.built_at
+    out.write_bytes(b"not the engine")  # a replaced file no longer matches its sidecar: rebuilt, not trusted
+    rebuilt = build_engine(onnx_model, backend="onnxruntime", max_batch=2, output=out)
+    assert not rebuilt.cache_hit and read_sidecar(out).engine_sha256 == rebuilt.sidecar.engine_sha256
+
+
+def test_cache_miss_when_the_onnx_changes(onnx_model, tmp_path):
+    import onnx
+
+    changed = tmp_path / "changed.onnx"
+    model = onnx.load(str(onnx_model))
+    model.producer_name = "edited"
+    onnx.save(model, str(changed))
+    out = tmp_path / "e.onnx"
+    build_engine(onnx_model, backend="onnxruntime", max_batch=2, output=out)
+    art = build_engine(changed, backend="onnxruntime", max_batch=2, output=out)
+    assert not art.cache_hit and art.sidecar.extra["onnx_path"] == str(changed)
+
+
+def test_default_name_describes_the_engine(onnx_model, tmp_path, monkeypatch, no_tensorrt, caplog):
+    monkeypatch.chdir(tmp_path)
+    caplog.set_level("INFO", logger="rtresnet")
+    art = build_engine(onnx_model, max_batch=4)  # auto -> onnxruntime here, said in the log
+    import onnxruntime as ort
+
+    ver = ".".join(ort.__version__.split(".")[:2])
+    assert art.path == Path("engines") / f"resnet18_fp32_b1-4_ort{ver}_cpu.onnx"
+    assert (tmp_path / art.path).is_file() and sidecar_path(tmp_path / art.path).is_file()
+    assert "TensorRT is not installed" in caplog.text and "rtresnet[gpu]" in caplog.text
+
+
+def test_tensorrt_backend_names_what_is_missing(onnx_model, tmp_path, no_tensorrt):
+    with pytest.raises(RtresnetError) as e:
+        build_engine(onnx_model, backend="tensorrt", output=tmp_path / "e.engine")
+    msg = str(e.value)
+    assert "TensorRT is not installed" in msg and "no CUDA GPU" in msg and "pip install 'rtresnet[gpu]'" in msg
+    assert "\n" not in msg and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"dla_core": 0}, "--dla-core only apply to TensorRT"),
+    ({"version_compat": True, "hardware_compat": "ampere+"}, "--hardware-compat, --version-compat"),
+    ({"gpu_fallback": True}, "--gpu-fallback only applies with --dla-core"),
+    ({"opt_level": 7}, "--opt-level must be 0-5"),
+    ({"precision": "int4"}, "unknown precision"),
+    ({"min_batch": 4, "max_batch": 2}, "smaller than --min-batch"),
+    ({"opt_batch": 64}, "must lie between"),
+    ({"calib_data": "digits"}, "only apply with --int8"),
+    ({"precision": "int8"}, "needs calibration data"),
+])
+def test_bad_options_are_refused(onnx_model, tmp_path, options, message):
+    with pytest.raises(RtresnetError, match=message.replace("+", r"\+")):
+        build_engine(onnx_model, backend="onnxruntime", output=tmp_path / "e.onnx", **options)
+    assert not (tmp_path / "e.onnx").exists()
+
+
+def test_batch_profile_resolution():
+    assert resolve_batches("batch", None, None, None) == (1, 32, 32)
+    assert resolve_batches("batch", 2, 4, 16) == (2, 4, 16)
+    assert resolve_batches(8, None, None, None) == (8, 8, 8)
+    with pytest.raises(RtresnetError, match="fixed batch of 8"):
+        resolve_batches(8, 1, None, 32)
+
+
+def test_already_quantized_onnx_is_built_as_is(onnx_model, tmp_path):
+    import onnx
+
+    from rtresnet.spec import write_model_info
+
+    model = onnx.load(str(onnx_model))
+    write_model_info(model, read_model_info(onnx_model).with_precision("fp16"))  # metadata says FP16
+    marked = tmp_path / "marked.onnx"
+    onnx.save(model, str(marked))
+    art = build_engine(marked, backend="onnxruntime", max_batch=2, output=tmp_path / "e.onnx")
+    assert art.sidecar.precision == "fp16" and art.onnx_path == marked
+    with pytest.raises(RtresnetError, match="already fp16"):
+        build_engine(marked, precision="int8", backend="onnxruntime", calib_data="synthetic",
+                     output=tmp_path / "f.onnx")
+
+
+def test_cli_build_prints_engine_sidecar_and_cache(onnx_model, tmp_path):
+    out = tmp_path / "cli.onnx"
+    args = ["build", str(onnx_model), "--backend", "onnxruntime", "--max-batch", "2", "-o", str(out)]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert f"engine:  {out}" in first.output and "sidecar:" in first.output and "cache:   miss" in first.output
+    second = CliRunner().invoke(main, args)
+    assert second.exit_code == 0 and "cache:   hit" in second.output
+    third = CliRunner().invoke(main, [*args, "--force"])
+    assert third.exit_code == 0 and "cache:   miss" in third.output
+
+
+def test_cli_errors_are_one_line(onnx_model, tmp_path, no_tensorrt):
+    r = CliRunner().invoke(main, ["build", str(onnx_model), "--backend", "tensorrt", "-o", str(tmp_path / "x")])
+    assert r.exit_code == 1 and r.output.startswith("error: --backend tensorrt needs TensorRT")
+    r = CliRunner().invoke(main, ["build", str(onnx_model), "--workspace", "lots"])
+    assert r.exit_code == 1 and "cannot read size 'lots'" in r.output
+    r = CliRunner().invoke(main, ["build", "--help"])
+    assert r.exit_code == 0 and "rtresnet build --arch resnet50" in r.output
+
+
+def test_parse_size():
+    from rtresnet.cli.build_cmd import parse_size
+
+    assert parse_size("4GiB") == 4 << 30 and parse_size("512MiB") == 512 << 20 and parse_size("1000") == 1000
+    assert parse_size("1.5GB") == 1_500_000_000
+    with pytest.raises(RtresnetError):
+        parse_size("0GiB")
+
+
+KILLED_BUILD = """
+import sys, time
+from pathlib import Path
+import rtresnet.build.ort_builder as ob
+real = ob.build_ort
+def slow(request, path):
+    real(request, path)          # the engine bytes exist, still under the temporary name
+    print("BUILDING", flush=True)
+    time.sleep(120)
+ob.build_ort = slow
+from rtresnet.build import build_engine
+build_engine(sys.argv[1], backend="onnxruntime", max_batch=2, output=sys.argv[2], force=True)
+"""
+
+
+def _kill_mid_build(onnx_model: Path, out: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(onnx_model), str(out)],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 90
+        line = ""
+        while "BUILDING" not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                break
+        assert "BUILDING" in line, "the build subprocess never reached the slow step"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_killed_build_leaves_no_engine_and_no_stale_sidecar(onnx_model, tmp_path):
+    out = tmp_path / "e.onnx"
+    _kill_mid_build(onnx_model, out)
+    assert not out.exists() and not sidecar_path(out).exists()
+    leftovers = [p.name for p in tmp_path.iterdir()]
+    assert all(n.startswith(".e.onnx.") and n.endswith(".tmp") for n in leftovers), leftovers
+    # An existing engine being rebuilt: its sidecar goes first, so nothing claims the old or a partial file.
+    old = build_engine(onnx_model, backend="onnxruntime", max_batch=2, output=out)
+    _kill_mid_build(onnx_model, out)
+    assert out.read_bytes() and not sidecar_path(out).exists()
+    with pytest.raises(RtresnetError, match="no sidecar"):
+        read_sidecar(out)
+    again = build_engine(onnx_model, backend="onnxruntime", max_batch=2, output=out)  # not a cache hit
+    assert not again.cache_hit and replace(again.sidecar, built_at="", build_seconds=0) == \
+        replace(old.sidecar, built_at="", build_seconds=0)
+
+
+def test_arch_exports_first_then_reuses_the_export(tmp_path, monkeypatch, caplog):
+    import rtresnet.export
+
+    real, calls = rtresnet.export.export_onnx, []
+
+    def small_export(arch, output=None, **kw):  # the real exporter, at a size the test can afford
+        calls.append(arch)
+        return real(arch, output, num_classes=10, input_size=32, verify=False, **kw)
+
+    monkeypatch.setattr(rtresnet.export, "export_onnx", small_export)
+    caplog.set_level("INFO", logger="rtresnet")
+    out = tmp_path / "arch.onnx"
+    first = build_engine(arch="resnet18", backend="onnxruntime", max_batch=2, output=out)
+    assert first.onnx_path == tmp_path / "resnet18.onnx" and first.sidecar.model.arch == "resnet18"
+    again = build_engine(arch="resnet18", backend="onnxruntime", max_batch=2, output=out)
+    assert again.cache_hit and calls == ["resnet18"] and "reusing" in caplog.text
+    with pytest.raises(RtresnetError, match="either an ONNX model or --arch"):
+        build_engine(first.onnx_path, arch="resnet18")
+    with pytest.raises(RtresnetError, match="is the model being built"):
+        build_engine(first.onnx_path, backend="onnxruntime", output=first.onnx_path)

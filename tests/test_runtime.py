@@ -1,0 +1,265 @@
+"""Runtime pieces the shared contract test does not reach: batch padding/splitting and locking in the base class,
+``load`` dispatch and its errors, onnxruntime options, and the TensorRT runner's load path (with a stand-in
+``tensorrt`` module, since TensorRT cannot be installed here)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from rtresnet.errors import RtresnetError
+from rtresnet.fileutil import sha256_file
+from rtresnet.runtime import InputSpec, Runner, load
+from rtresnet.runtime.base import top_predictions
+from rtresnet.sidecar import read_sidecar, sidecar_path, write_sidecar
+from rtresnet.spec import ModelInfo, Preprocessing
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZE = 32
+
+
+class SumRunner(Runner):
+    """A backend whose logits are (sum, -sum) of each sample; records the batches it was given."""
+
+    backend = "sum"
+
+    def __init__(self, spec_min: int = 1, spec_max: int | None = None, **options) -> None:
+        info = ModelInfo("resnet18", 2, 3, (4, 4), Preprocessing.default(3, (4, 4)), labels=("pos", "neg"))
+        super().__init__(info, InputSpec("input", (3, 4, 4), "float32", "NCHW", spec_min, spec_max),
+                         num_classes=2, **options)
+        self.seen: list[int] = []
+        self.active = self.peak = 0
+
+    def _run(self, x):
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        self.seen.append(x.shape[0])
+        time.sleep(0.002)  # widen the window in which a missing lock would show
+        s = np.asarray(x).reshape(x.shape[0], -1).sum(1)
+        self.active -= 1
+        return np.stack([s, -s], 1).astype(np.float32)
+
+
+def samples(n: int) -> np.ndarray:
+    return np.arange(n * 48, dtype=np.float32).reshape(n, 3, 4, 4) / 100
+
+
+def expected(x: np.ndarray) -> np.ndarray:
+    s = x.reshape(len(x), -1).sum(1)
+    return np.stack([s, -s], 1)
+
+
+def test_small_batches_are_padded_to_the_minimum_and_trimmed():
+    r = SumRunner(spec_min=3)
+    out = r.infer(samples(1))
+    assert r.seen == [3] and out.shape == (1, 2)
+    np.testing.assert_allclose(out, expected(samples(1)), rtol=1e-6)
+
+
+def test_split_chunks_respect_both_limits():
+    r = SumRunner(spec_min=2, spec_max=4)
+    x = samples(9)
+    out = r.infer(x)
+    assert r.seen == [4, 4, 2]  # the last single sample padded to 2
+    np.testing.assert_allclose(out, expected(x), rtol=1e-6)
+
+
+def test_tensor_in_tensor_out_even_when_the_backend_returns_numpy():
+    out = SumRunner(spec_max=2).infer(torch.from_numpy(samples(3)))
+    assert isinstance(out, torch.Tensor) and out.shape == (3, 2)
+    np.testing.assert_allclose(out.numpy(), expected(samples(3)), rtol=1e-6)
+
+
+def test_serialized_backends_never_run_two_calls_at_once():
+    r = SumRunner()
+    outs: dict[int, np.ndarray] = {}
+    threads = [threading.Thread(target=lambda i=i: outs.__setitem__(i, r.infer(samples(1 + i % 3) + i)))
+               for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert r.peak == 1 and len(r.seen) == 12
+    for i, out in outs.items():
+        np.testing.assert_allclose(out, expected(samples(1 + i % 3) + i), rtol=1e-6)
+
+
+def test_max_batch_option_is_checked_against_the_engine():
+    with pytest.raises(RtresnetError, match="max_batch must be at least 1"):
+        SumRunner(max_batch=0)
+    with pytest.raises(RtresnetError, match="exceeds the engine's maximum batch 4"):
+        SumRunner(spec_max=4, max_batch=8)
+    r = SumRunner(spec_max=8, max_batch=3)
+    r.infer(samples(7))
+    assert r.seen == [3, 3, 1] and r.input_spec.max_batch == 3
+
+
+def test_top_predictions_is_a_stable_softmax():
+    info = ModelInfo("resnet18", 3, 3, (4, 4), Preprocessing.default(3, (4, 4)), labels=("a", "b", "c"))
+    preds = top_predictions(np.array([[1000.0, 1001.0, 999.0]]), info, topk=2)[0]
+    e = np.exp([0.0, 1.0, -1.0])
+    assert [p.label for p in preds] == ["b", "a"]
+    assert preds[0].probability == pytest.approx(e[1] / e.sum()) and preds[1].probability == pytest.approx(
+        e[0] / e.sum())
+
+
+# -- load() on real artifacts ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory) -> Path:
+    from rtresnet.export import export_onnx
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny model on a shared 2-core machine
+    try:
+        torch.manual_seed(1)
+        return export_onnx("resnet18", tmp_path_factory.mktemp("runtime") / "r18.onnx", num_classes=10,
+                           input_size=SIZE).path
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def ort_engine(onnx_model) -> Path:
+    from rtresnet.build import build_engine
+
+    return build_engine(onnx_model, backend="onnxruntime", max_batch=8,
+                        output=onnx_model.with_name("r18.ort.onnx")).path
+
+
+def batch(n: int = 2) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((n, 3, SIZE, SIZE)).astype(np.float32)
+
+
+def test_load_dispatches_on_the_artifact(onnx_model, ort_engine):
+    with load(onnx_model, threads=1) as plain, load(ort_engine, threads=1) as built:
+        assert plain.backend == built.backend == "onnxruntime"
+        assert plain.input_spec.max_batch is None          # dynamic batch, no sidecar
+        assert built.input_spec.max_batch == 8             # the engine's profile from its sidecar
+        assert plain.providers == built.providers == ("CPUExecutionProvider",)
+        assert plain.concurrent  # InferenceSession.run is thread-safe on CPU
+        np.testing.assert_allclose(plain.infer(batch()), built.infer(batch()), rtol=1e-4, atol=1e-5)
+
+
+def test_onnxruntime_options_change_the_session_not_the_result(onnx_model):
+    with load(onnx_model, threads=1, optimization="disable") as a, load(onnx_model, threads=2) as b:
+        np.testing.assert_allclose(a.infer(batch()), b.infer(batch()), rtol=1e-4, atol=1e-5)
+    with pytest.raises(RtresnetError, match="unknown optimization level 'max'"):
+        load(onnx_model, optimization="max")
+    with pytest.raises(RtresnetError, match="has no option thread .*threads"):
+        load(onnx_model, thread=2)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m, e: load(m, backend="tensorrt"), r"build a TensorRT engine from it first: rtresnet build"),
+    (lambda m, e: load(m, backend="torch"), r"torch backend loads an arch name"),
+    (lambda m, e: load(e, backend="tensorrt"), r"engine for onnxruntime, not tensorrt"),
+    (lambda m, e: load(m, backend="openvino"), r"unknown backend 'openvino'"),
+    (lambda m, e: load(m.with_name("absent.onnx")), r"model file not found"),
+    (lambda m, e: load("resnet19"), r"unknown architecture 'resnet19'"),
+    (lambda m, e: load("resnet18", backend="onnxruntime"), r"arch name runs on the torch backend"),
+    (lambda m, e: load(m, max_batch=0), r"max_batch must be at least 1"),
+    (lambda m, e: load(e, max_batch=9), r"exceeds the engine's maximum batch 8"),
+], ids=["onnx-as-trt", "onnx-as-torch", "ort-engine-as-trt", "unknown-backend", "missing", "bad-arch",
+        "arch-on-ort", "max-batch-0", "max-batch-above-profile"])
+def test_load_errors_say_what_to_do(onnx_model, ort_engine, call, message):
+    with pytest.raises(RtresnetError, match=message):
+        call(onnx_model, ort_engine)
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in onnxruntime.get_available_providers(),
+                    reason="this onnxruntime has CUDA")
+def test_missing_provider_is_an_error_not_a_silent_cpu_fallback(onnx_model):
+    with pytest.raises(RtresnetError, match="lacks CUDAExecutionProvider"):
+        load(onnx_model, device="cuda")
+
+
+def test_a_modified_engine_is_refused(ort_engine, tmp_path):
+    copy = tmp_path / ort_engine.name
+    copy.write_bytes(ort_engine.read_bytes() + b"\0")
+    sidecar_path(copy).write_text(sidecar_path(ort_engine).read_text())
+    with pytest.raises(RtresnetError, match="does not match its sidecar"):
+        load(copy)
+
+
+def test_importing_the_runtime_and_running_onnxruntime_need_neither_torch_nor_tensorrt(onnx_model):
+    code = ("import sys, numpy as np; from rtresnet.runtime import load; "
+            f"r = load({str(onnx_model)!r}, threads=1); r.infer(np.zeros((1, 3, {SIZE}, {SIZE}), np.float32)); "
+            "print(sorted(m for m in ('torch', 'tensorrt') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+# -- TensorRT load path with a stand-in module -------------------------------------------------------------------
+def fake_plan(ort_engine: Path, folder: Path, *, version_compat: bool) -> Path:
+    plan = folder / "model.plan"
+    plan.write_bytes(b"not really a plan")
+    sc = read_sidecar(ort_engine)
+    write_sidecar(plan, dataclasses.replace(sc, backend="tensorrt", engine_sha256=sha256_file(plan),
+                                            flags={**sc.flags, "version_compat": version_compat},
+                                            tensorrt_version="10.16.1", gpu={"compute_capability": "9.0"}))
+    return plan
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
+def test_tensorrt_engine_without_a_gpu_says_so(ort_engine, tmp_path):
+    plan = fake_plan(ort_engine, tmp_path, version_compat=False)
+    with pytest.raises(RtresnetError, match="needs a CUDA GPU"):
+        load(plan)
+    with pytest.raises(RtresnetError, match="run on a CUDA device"):
+        load(plan, device="cpu")
+
+
+@pytest.mark.parametrize("version_compat", [False, True])
+def test_tensorrt_load_guards_then_deserializes(ort_engine, tmp_path, monkeypatch, version_compat):
+    events: list[str] = []
+
+    class FakeRuntime:
+        def __init__(self, logger):
+            self._host = False
+
+        @property
+        def engine_host_code_allowed(self):
+            return self._host
+
+        @engine_host_code_allowed.setter
+        def engine_host_code_allowed(self, value):
+            events.append(f"host_code={value}")
+            self._host = value
+
+        def deserialize_cuda_engine(self, data):
+            events.append("deserialize")
+            return None  # what TensorRT returns for a plan it cannot load
+
+    fake = SimpleNamespace(Logger=lambda *a: object(), Runtime=FakeRuntime,
+                           TensorIOMode=SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT"))
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr("rtresnet.build.guard.check_engine_loadable", lambda sc, path: events.append("guard"))
+    plan = fake_plan(ort_engine, tmp_path, version_compat=version_compat)
+    with pytest.raises(RtresnetError, match="could not deserialize .*rtresnet build --force"):
+        load(plan)
+    assert events == ["guard", *(["host_code=True"] if version_compat else []), "deserialize"]
+
+
+# -- the overhead benchmark stays runnable -----------------------------------------------------------------------
+def test_runner_overhead_benchmark_runs(onnx_model, tmp_path):
+    figures = tmp_path / "overhead.json"
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "runner_overhead.py"), "--onnx", str(onnx_model),
+                          "--rounds", "2", "--iters", "3", "--warmup", "1", "--threads", "1", "--json", str(figures)],
+                         capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "bare InferenceSession.run" in out.stdout and "OrtRunner.infer" in out.stdout
+    result = json.loads(figures.read_text())
+    assert result["bare_median_ms"] > 0 and result["runner_median_ms"] > 0

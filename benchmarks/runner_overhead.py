@@ -99,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             for side, ts in block.items():
                 times[side].extend(ts)
             ratios.append(statistics.median(block["runner"]) / statistics.median(block["bare"]))
+        # The contract's own cost, free of the model's noise: the same infer() with the backend call replaced by
+        # returning precomputed logits (validation, batch checks, dispatch, kind conversion).
+        logits = sides["bare"]()[0]
+        runner._run = lambda _x: logits
+        contract_us = statistics.median(time_calls(lambda: runner.infer(x), 2000)) * 1e3
         runner.close()
 
     med = {s: statistics.median(ts) for s, ts in times.items()}
@@ -113,11 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     verdict = "within" if overhead_pct <= args.budget_pct else "OVER"
     print(f"  overhead {overhead_pct:+.2f} % of the median (per-round median ratio {paired_pct:+.2f} %): "
           f"{verdict} the {args.budget_pct:g} % budget")
+    print(f"  contract cost per call (backend call replaced by a no-op): {contract_us:.1f} us = "
+          f"{contract_us / 1e3 / med['bare'] * 100:.3f} % of the bare median")
     if args.json:
         args.json.write_text(json.dumps({"arch": args.arch, "input_size": args.input_size, "batch": args.batch,
                                          "threads": args.threads, "rounds": args.rounds, "iters": args.iters,
                                          "bare_median_ms": med["bare"], "runner_median_ms": med["runner"],
-                                         "overhead_pct": overhead_pct, "paired_overhead_pct": paired_pct}, indent=2))
+                                         "overhead_pct": overhead_pct, "paired_overhead_pct": paired_pct,
+                                         "contract_us": contract_us}, indent=2))
     return 1 if args.check and overhead_pct > args.budget_pct else 0
 
 

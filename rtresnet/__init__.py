@@ -16,6 +16,8 @@ _LAZY = {
     "count_macs": "rtresnet.models",
     "count_params": "rtresnet.models",
     "load_model": "rtresnet.weights",
+    "imagenet_classes": "rtresnet.weights",
+    "save_state_dict": "rtresnet.weights",
     "export_onnx": "rtresnet.export",
     "convert_fp16": "rtresnet.precision",
     "quantize_int8": "rtresnet.precision",

@@ -58,9 +58,9 @@ def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | P
                 verify: bool = True) -> ExportResult:
     """Export ``arch`` (random init, or ``weights``: a named weight or a checkpoint) to ONNX and verify it.
 
-    ``preprocessing`` overrides the default (named weights bring theirs, anything else gets
-    ``Preprocessing.default``); its crop must equal ``input_size``. Raises ``RtresnetError`` on bad input or
-    failed verification, leaving nothing at ``output``.
+    Named weights bring their preprocessing (scaled to ``input_size``); for anything else ``preprocessing``
+    states it (its crop must equal ``input_size``), ``Preprocessing.default`` otherwise. Raises
+    ``RtresnetError`` on bad input or failed verification, leaving nothing at ``output``.
     """
     start = time.perf_counter()
     get_arch(arch)  # unknown names fail before anything else
@@ -80,6 +80,10 @@ def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | P
 
         loaded = load_model(arch, weights=weights, num_classes=num_classes, in_channels=in_channels,
                             reset_head=reset_head)
+    if preprocessing is not None and loaded.preprocessing is not None:
+        raise RtresnetError(f"{loaded.weights} weights carry their own preprocessing (resize "
+                            f"{loaded.preprocessing.resize}, crop {loaded.preprocessing.crop[0]}); drop the custom "
+                            "preprocessing (--resize/--crop/--mean/--std/--interpolation)")
     prep = _resolve_preprocessing(preprocessing, loaded.preprocessing, loaded.in_channels, size)
     info = ModelInfo(arch=arch, num_classes=loaded.num_classes, in_channels=loaded.in_channels, input_size=size,
                      preprocessing=prep, input_format=input_format, weights=loaded.weights,
@@ -102,11 +106,12 @@ def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | P
 
     import onnx
 
-    onnx.checker.check_model(model, full_check=True)
     comparison = None
     path.parent.mkdir(parents=True, exist_ok=True)  # only the default folder can be missing here
     with atomic_path(path) as tmp:
         tmp.write_bytes(model.SerializeToString())
+        # On the file, not the proto: the Python API would copy the weights to check them.
+        onnx.checker.check_model(str(tmp), full_check=True)
         if verify:
             comparison = verify_onnx(tmp, loaded.model, info, verification_batches(batch, max_batch))
             if not comparison:
@@ -116,7 +121,7 @@ def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | P
     result = ExportResult(path=path, sha256=sha256_file(path), opset=opset, info=info,
                           inputs=tensor_specs(model.graph.input), outputs=tensor_specs(model.graph.output),
                           verification=comparison, seconds=seconds, max_batch=max_batch)
-    log.info("exported %s to %s in %.1f s", arch, path, seconds)
+    log.debug("exported %s to %s in %.1f s", arch, path, seconds)
     return result
 
 

@@ -7,6 +7,7 @@ unpickler only rebuilds tensors and plain containers, so a pickle that would run
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
 import os
 import pickle
@@ -166,11 +167,17 @@ def save_state_dict(model_or_sd: nn.Module | Mapping[str, torch.Tensor], path: s
 
 def download_weights(weights: NamedWeights, cache_dir: str | Path | None = None) -> Path:
     """Return the cached file of ``weights``, downloading it first (hash-checked, renamed into place when good)."""
+    return _fetch(weights, cache_dir)[0]
+
+
+def _fetch(weights: NamedWeights, cache_dir: str | Path | None = None) -> tuple[Path, str]:
+    """(path, full sha256) of the cached file; hashing once serves both the check and LoadedModel."""
     folder = Path(cache_dir) if cache_dir is not None else rtresnet_home() / "weights"
     dest = folder / weights.file_name
     if dest.is_file():
-        if sha256_file(dest).startswith(weights.sha256_prefix):
-            return dest
+        sha = sha256_file(dest)
+        if sha.startswith(weights.sha256_prefix):
+            return dest, sha
         log.warning("cached %s does not match its sha256 prefix %s; downloading it again", dest,
                     weights.sha256_prefix)
         dest.unlink()
@@ -195,10 +202,10 @@ def download_weights(weights: NamedWeights, cache_dir: str | Path | None = None)
                 # Raising inside atomic_path removes the temporary file: nothing bad lands in the cache.
                 raise RtresnetError(f"downloaded {weights.url} has sha256 {digest.hexdigest()[:16]}..., expected "
                                     f"prefix {weights.sha256_prefix}; the file was discarded. Retry, or {offline_hint}")
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-        reason = getattr(e, "reason", e)
+    except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, resets, a cut-off body
+        reason = getattr(e, "reason", None) or e or type(e).__name__
         raise RtresnetError(f"cannot download {weights.url} ({reason}); {offline_hint}") from None
-    return dest
+    return dest, digest.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------------- load
@@ -219,12 +226,22 @@ def load_model(arch: str, *, weights: str | Path | None = None, num_classes: int
         return LoadedModel(model, arch, num_classes or 1000, in_channels, None, None, None, ())
 
     named = _resolve_named(arch, weights)
-    path = download_weights(named) if named else Path(weights)
-    state = load_state_dict(path)
-    sha = sha256_file(path)
+    if named:
+        path, sha = _fetch(named)
+        state = load_state_dict(path)
+    else:
+        path = Path(weights)
+        state = load_state_dict(path)  # checks the file exists before hashing it
+        sha = sha256_file(path)
     ckpt_classes, ckpt_channels = _check_fits(spec, state, path)
 
-    if num_classes is None or num_classes == ckpt_classes:
+    if ckpt_classes is None:  # a backbone saved without its classifier
+        if num_classes is None or not reset_head:
+            raise RtresnetError(f"{_source(named, path)} has no classifier head (fc); pass --num-classes N "
+                                "--reset-head (num_classes=N, reset_head=True) to add a fresh one")
+        log.warning("checkpoint has no classifier head; initializing a %d-class one", num_classes)
+        head_reset = True
+    elif num_classes is None or num_classes == ckpt_classes:
         num_classes, head_reset = ckpt_classes, False
     elif reset_head:
         log.warning("re-initializing the classifier head: checkpoint has %d classes, model gets %d",
@@ -266,19 +283,21 @@ def _source(named: NamedWeights | None, path: Path) -> str:
     return f"{named.arch} {named.name}" if named else f"checkpoint {path.name}"
 
 
-def _check_fits(spec: ArchSpec, state: Mapping[str, torch.Tensor], path: Path) -> tuple[int, int]:
-    """Compare keys and shapes with ``spec`` (head and conv1 input channels are options, checked later)."""
+def _check_fits(spec: ArchSpec, state: Mapping[str, torch.Tensor], path: Path) -> tuple[int | None, int]:
+    """Compare keys and shapes with ``spec`` (head and conv1 input channels are options, checked later).
+    Returns the checkpoint's (classes, input channels); classes is None for a backbone without fc."""
     fc, conv1 = state.get("fc.weight"), state.get("conv1.weight")
+    headless = "fc.weight" not in state and "fc.bias" not in state
     ckpt_classes = int(fc.shape[0]) if fc is not None and fc.dim() == 2 else 1000
     ckpt_channels = int(conv1.shape[1]) if conv1 is not None and conv1.dim() == 4 else 3
     with torch.device("meta"):  # shapes only: no memory, no init time
         expected = {k: tuple(v.shape) for k, v in spec.build(ckpt_classes, ckpt_channels).state_dict().items()}
-    missing = [k for k in expected if k not in state]
+    missing = [k for k in expected if k not in state and not (headless and k.startswith("fc."))]
     unexpected = [k for k in state if k not in expected]
     mismatched = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {expected[k]}"
                   for k in expected if k in state and tuple(state[k].shape) != expected[k]]
     if not (missing or unexpected or mismatched):
-        return ckpt_classes, ckpt_channels
+        return None if headless else ckpt_classes, ckpt_channels
     shape = inspect_state_dict(state)
     if shape is None:
         likely = "it does not look like a ResNet state dict"

@@ -33,3 +33,14 @@ def rtresnet_home(tmp_path_factory):
     home = os.environ.get("RTRESNET_TEST_HOME") or str(tmp_path_factory.mktemp("rtresnet_home"))
     os.environ["RTRESNET_HOME"] = home
     return home
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tiny test models gain nothing from threads; on a shared 2-core machine intra-op threads contend badly."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

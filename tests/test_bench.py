@@ -152,3 +152,19 @@ def test_cli_models_mode(report, checkpoint):
                                        "--threads", "1", "--warmup", "0", "--iters", "2", "--samples", "4"])
     assert result.exit_code == 0, result.output
     assert engine.name[:20] in result.stdout and "100.0" in result.stdout  # agreement with PyTorch
+
+
+@pytest.mark.gpu
+def test_gpu_rows_have_device_scope(checkpoint):
+    rep = run("resnet18", weights=checkpoint, input_size=32, backends="torch,torch-cuda,torch-cuda-fp16",
+              batch_sizes=(1, 4), timing=TimingConfig(warmup_iters=2, iters=5), threads=1, samples=8)
+    assert "CUDA events" in rep.timing["device_scope"]
+    cuda, fp16 = rep.backend("torch-cuda"), rep.backend("torch-cuda-fp16")
+    for b in (cuda, fp16):
+        assert b.ok, b.reason
+        r = b.batch(4)
+        assert r.device is not None and r.device.samples == 5 and r.device_throughput_img_s > 0
+        assert b.peak_gpu_mib is not None and b.peak_gpu_mib > 0
+    assert cuda.accuracy.top1_agreement_pct == 100.0 and fp16.accuracy.cosine_mean > 0.99
+    assert fp16.batch(1).speedup_vs_baseline == pytest.approx(
+        cuda.batch(1).host.latency_ms_median / fp16.batch(1).host.latency_ms_median)

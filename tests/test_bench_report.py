@@ -10,8 +10,7 @@ import pytest
 
 from rtresnet.bench.gates import check_gates, validate_gates
 from rtresnet.bench.report import CSV_FIELDS, TABLE_HEADER, csv_text, markdown_text, rich_table, write_reports
-from rtresnet.bench.results import (SCHEMA, SCHEMA_VERSION, AccuracyResult, BackendResult, BatchResult,
-                                    BenchReport)
+from rtresnet.bench.results import SCHEMA, SCHEMA_VERSION, AccuracyResult, BackendResult, BatchResult, BenchReport
 from rtresnet.bench.stats import LatencyStats
 from rtresnet.errors import RtresnetError
 

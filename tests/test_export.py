@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import Counter
 from pathlib import Path
@@ -28,6 +29,7 @@ BIG_ARCHS = {"resnet101", "resnet152", "resnext101_32x8d", "resnext101_64x4d", "
              "wide_resnet101_2"}
 
 
+@functools.lru_cache(maxsize=8)
 def _session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
@@ -45,6 +47,16 @@ def _check_graph(path: Path) -> Counter:
     onnx.checker.check_model(model, full_check=True)
     assert not list(path.parent.glob(f"{path.name}.*")), "no external-data or temp files beside the model"
     return Counter(n.op_type for n in model.graph.node)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The test machine's two cores are shared by several test runs: OpenMP threads spin-waiting for a busy
+    core make two-thread PyTorch ~10x slower than one there. Timing is benchmarks/export_time.py's job."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -222,6 +234,31 @@ def test_checkpoint_weights_labels_and_custom_preprocessing(checkpoint, tmp_path
     np.testing.assert_allclose(_run(out, x), expected, atol=1e-4 * np.abs(expected).max())
 
 
+def test_named_weights_bring_their_preprocessing_and_labels(tmp_path, monkeypatch):
+    import rtresnet.weights as weights_mod
+    from rtresnet.spec import Preprocessing
+
+    imagenet = Preprocessing(resize=232, crop=(224, 224), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    names = tuple(f"name {i}" for i in range(10))
+
+    def fake_load_model(arch, **kwargs):  # a named weight without the download
+        model = get_arch(arch).build(num_classes=10).eval()
+        return weights_mod.LoadedModel(model, arch, 10, 3, "IMAGENET1K_V2", "ab" * 32, imagenet, names)
+
+    monkeypatch.setattr(weights_mod, "load_model", fake_load_model)
+    res = export_onnx("resnet18", tmp_path / "named.onnx", weights="IMAGENET1K_V2", input_size=112)
+    info = read_model_info(res.path)
+    assert (info.weights, info.weights_sha256, info.labels) == ("IMAGENET1K_V2", "ab" * 32, names)
+    # Exported at another size than the weights' 224 crop: the resize keeps its ratio to the crop.
+    assert (info.preprocessing.crop, info.preprocessing.resize) == ((112, 112), 116)
+    assert info.preprocessing.mean == imagenet.mean and res.verification
+    custom = Preprocessing.default(3, (112, 112))
+    with pytest.raises(RtresnetError, match="carry their own preprocessing"):
+        export_onnx("resnet18", tmp_path / "named2.onnx", weights="IMAGENET1K_V2", input_size=112,
+                    preprocessing=custom)
+    assert not (tmp_path / "named2.onnx").exists()
+
+
 def test_grayscale_model_gets_single_channel_defaults(tmp_path):
     res = export_onnx("resnet18", tmp_path / "gray.onnx", in_channels=1, input_size=(32, 48), num_classes=3,
                       verify=False)
@@ -253,8 +290,8 @@ BAD_CASES = {
     "unknown arch": (["--arch", "resnet19"], "unknown architecture"),
     "missing weights": (["--arch", "resnet18", "--weights", "{missing}"], "not found"),
     "truncated weights": (["--arch", "resnet18", "--weights", "{truncated}"], "truncated"),
-    "non-checkpoint weights": (["--arch", "resnet18", "--weights", "{text}"], "not a readable"),
-    "mismatched weights": (["--arch", "resnet34", "--weights", "{mismatch}"], "resnet"),
+    "non-checkpoint weights": (["--arch", "resnet18", "--weights", "{text}"], "checkpoint"),
+    "mismatched weights": (["--arch", "resnet34", "--weights", "{mismatch}"], "does not fit"),
     "input size too small": (["--arch", "resnet18", "--input-size", "31"], "at least 32"),
     "input size not an integer": (["--arch", "resnet18", "--input-size", "64.5"], "integer"),
     "input size three values": (["--arch", "resnet18", "--input-size", "64", "64", "64"], "integer"),

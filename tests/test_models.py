@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,8 +13,19 @@ from click.testing import CliRunner
 
 from rtresnet.cli import main
 from rtresnet.errors import RtresnetError
-from rtresnet.models import (Bottleneck, ResNet, count_arch, count_macs, count_params, create_model, get_arch,
-                             list_models, named_weights, summarize_models)
+from rtresnet.models import (
+    BasicBlock,
+    Bottleneck,
+    ResNet,
+    count_arch,
+    count_macs,
+    count_params,
+    create_model,
+    get_arch,
+    list_models,
+    named_weights,
+    summarize_models,
+)
 from rtresnet.models.pretrained import find_named_weights, looks_like_weight_name
 
 # torchvision 0.29 `num_params`, which its own test suite checks against the models.
@@ -72,6 +85,19 @@ def test_layer_arithmetic_equals_counting_the_built_model(arch):
     for size, classes, channels in (((224, 224), 1000, 3), ((97, 33), 7, 1)):
         model = meta_model(arch, classes, channels)
         assert count_arch(arch, size, classes, channels) == (count_params(model), count_macs(model, size))
+
+
+def test_block_expansion_matches_the_block_classes():
+    for arch in list_models():
+        spec = get_arch(arch)
+        assert spec.expansion == {"BasicBlock": BasicBlock, "Bottleneck": Bottleneck}[spec.block].expansion
+
+
+def test_listing_the_zoo_does_not_import_torch():
+    code = ("import sys; from rtresnet.models import summarize_models, list_models; "
+            "assert len(summarize_models()) == len(list_models()) == 10; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
 
 
 def test_mac_counter_on_cpu_equals_meta():

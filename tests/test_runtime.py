@@ -34,9 +34,9 @@ class SumRunner(Runner):
 
     backend = "sum"
 
-    def __init__(self, spec_min: int = 1, spec_max: int | None = None, **options) -> None:
+    def __init__(self, spec_min: int = 1, spec_max: int | None = None, dtype: str = "float32", **options) -> None:
         info = ModelInfo("resnet18", 2, 3, (4, 4), Preprocessing.default(3, (4, 4)), labels=("pos", "neg"))
-        super().__init__(info, InputSpec("input", (3, 4, 4), "float32", "NCHW", spec_min, spec_max),
+        super().__init__(info, InputSpec("input", (3, 4, 4), dtype, "NCHW", spec_min, spec_max),
                          num_classes=2, **options)
         self.seen: list[int] = []
         self.active = self.peak = 0
@@ -46,9 +46,12 @@ class SumRunner(Runner):
         self.peak = max(self.peak, self.active)
         self.seen.append(x.shape[0])
         time.sleep(0.002)  # widen the window in which a missing lock would show
-        s = np.asarray(x).reshape(x.shape[0], -1).sum(1)
+        s = np.asarray(x, dtype=np.float32).reshape(x.shape[0], -1).sum(1)
         self.active -= 1
         return np.stack([s, -s], 1).astype(np.float32)
+
+    def _release(self) -> None:
+        self.released = True
 
 
 def samples(n: int) -> np.ndarray:
@@ -103,6 +106,25 @@ def test_max_batch_option_is_checked_against_the_engine():
     r = SumRunner(spec_max=8, max_batch=3)
     r.infer(samples(7))
     assert r.seen == [3, 3, 1] and r.input_spec.max_batch == 3
+
+
+def test_predict_feeds_an_fp16_graph_while_infer_stays_strict():
+    r = SumRunner(dtype="float16")
+    with pytest.raises(RtresnetError, match="dtype is float32, expected input.* float16"):
+        r.infer(samples(1))
+    assert r.predict(samples(2), topk=1)[0][0].label == "pos"
+    assert r.preprocess([np.full((6, 6, 3), 200, np.uint8)]).dtype == np.float16
+
+
+def test_preprocess_takes_camera_frames_as_uint8_arrays():
+    from PIL import Image
+
+    r = SumRunner()
+    frame = np.random.default_rng(0).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(r.preprocess([frame]), r.preprocess([Image.fromarray(frame)]))
+    np.testing.assert_array_equal(r.preprocess([frame[:, :, :1]]), r.preprocess([Image.fromarray(frame[:, :, 0])]))
+    with pytest.raises(RtresnetError, match="HxW or HxWxC .* uint8"):
+        r.preprocess([frame.astype(np.float32)])
 
 
 def test_top_predictions_is_a_stable_softmax():

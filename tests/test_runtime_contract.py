@@ -204,7 +204,7 @@ def test_predict_returns_softmax_topk_records(runner):
     preds = runner.predict(images, topk=3)
     logits = runner.infer(runner.preprocess(images))
     assert len(preds) == 3 and all(len(p) == 3 for p in preds)
-    for row, lg in zip(preds, logits):
+    for row, lg in zip(preds, logits, strict=True):
         assert all(isinstance(p, Prediction) and p.label == LABELS[p.index] for p in row)
         assert row[0].index == int(np.argmax(lg))
         probs = [p.probability for p in row]

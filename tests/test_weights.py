@@ -15,11 +15,18 @@ import torch
 
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import sha256_file
-from rtresnet.models import create_model, get_arch, inspect_state_dict, list_models
-from rtresnet.models import pretrained
+from rtresnet.models import create_model, get_arch, inspect_state_dict, list_models, pretrained
 from rtresnet.models.pretrained import NamedWeights
-from rtresnet.weights import (CheckpointMismatchError, adapt_input_conv, download_weights, imagenet_classes,
-                              load_model, load_state_dict, save_state_dict)
+from rtresnet.weights import (
+    CheckpointMismatchError,
+    adapt_input_conv,
+    download_weights,
+    imagenet_classes,
+    load_model,
+    load_state_dict,
+    save_state_dict,
+)
+
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
@@ -162,6 +169,16 @@ def test_num_classes_mismatch_needs_reset_head(tiny, caplog):
     assert loaded.num_classes == 5 and loaded.model.fc.out_features == 5
     assert torch.equal(loaded.model.layer4[1].conv2.weight, model.layer4[1].conv2.weight)
     assert load_model("resnet18", weights=pth, num_classes=10).num_classes == 10  # same head: no reset needed
+
+
+def test_backbone_without_head(tiny, tmp_path):
+    model, _, _ = tiny
+    backbone = save_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("fc.")},
+                               tmp_path / "backbone.safetensors")
+    with pytest.raises(RtresnetError, match="no classifier head .*--reset-head"):
+        load_model("resnet18", weights=backbone)
+    loaded = load_model("resnet18", weights=backbone, num_classes=3, reset_head=True)
+    assert loaded.num_classes == 3 and torch.equal(loaded.model.conv1.weight, model.conv1.weight)
 
 
 def test_in_channels_adaptation(tiny, caplog):

@@ -8,8 +8,15 @@
 from rtresnet.bench.backends import BACKENDS, BackendSpec
 from rtresnet.bench.harness import DEFAULT_BACKENDS, run
 from rtresnet.bench.report import csv_text, markdown_text, rich_table, write_reports
-from rtresnet.bench.results import (SCHEMA, SCHEMA_VERSION, AccuracyResult, BackendResult, BatchResult, BenchReport,
-                                    GateFailure)
+from rtresnet.bench.results import (
+                                    SCHEMA,
+                                    SCHEMA_VERSION,
+                                    AccuracyResult,
+                                    BackendResult,
+                                    BatchResult,
+                                    BenchReport,
+                                    GateFailure,
+)
 from rtresnet.bench.stats import LatencyStats
 from rtresnet.bench.timing import TimingConfig
 

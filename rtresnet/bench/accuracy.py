@@ -22,7 +22,8 @@ def evaluate(infer: Callable[[Any], Any], inputs: np.ndarray, batch_size: int) -
     """Logits (N, classes) as float32 for ``inputs``, run in batches of ``batch_size``."""
     if len(inputs) == 0:
         raise RtresnetError("no inputs to evaluate accuracy on; give a data set with at least one sample")
-    parts = [to_numpy(infer(inputs[i:i + batch_size])) for i in range(0, len(inputs), batch_size)]
+    # copies: data sets are read-only arrays, which torch.from_numpy warns about
+    parts = [to_numpy(infer(inputs[i:i + batch_size].copy())) for i in range(0, len(inputs), batch_size)]
     return np.concatenate(parts).astype(np.float32, copy=False)
 
 

@@ -99,15 +99,29 @@ class Workspace:
         self._fp32: Path | None = None
 
     def fp32_onnx(self) -> Path:
+        path = self.work_dir / f"{self.arch}.onnx"
+        if self._fp32 is None and path.is_file() and self._same_model(path):
+            log.info("reusing %s (same weights, size and preprocessing)", path)
+            self._fp32 = path
         if self._fp32 is None:
             from rtresnet.export import export_onnx
 
-            result = export_onnx(self.arch, self.work_dir / f"{self.arch}.onnx", weights=self.weights,
+            result = export_onnx(self.arch, path, weights=self.weights,
                                  num_classes=self.info.num_classes, in_channels=self.info.in_channels,
                                  input_size=self.info.input_size, preprocessing=self.info.preprocessing,
                                  labels=self.info.labels or None, verify=False)
             self._fp32 = Path(result.path)
         return self._fp32
+
+    def _same_model(self, path: Path) -> bool:
+        from rtresnet.spec import read_model_info
+
+        try:
+            have = read_model_info(path)
+        except RtresnetError:
+            return False
+        keys = ("arch", "num_classes", "in_channels", "input_size", "preprocessing", "weights_sha256", "input_format")
+        return have.weights_sha256 is not None and all(getattr(have, k) == getattr(self.info, k) for k in keys)
 
     def engine(self, spec: BackendSpec) -> Path:
         """The file the runtime loads: an engine built from the FP32 ONNX (the build stage converts or quantizes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from datetime import datetime, timezone
 
@@ -17,3 +18,21 @@ def environment_block(threads: int) -> dict:
     rtresnet...), OS; ``threads`` is what the benchmark set for PyTorch and onnxruntime."""
     return {"cpu": cpu_info(), "threads": threads, "gpu": gpu_info(), "versions": versions(),
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version()}
+
+
+def load_average() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except (OSError, AttributeError):
+        return None
+
+
+def busy_note(before: tuple[float, float, float] | None, after: tuple[float, float, float] | None,
+              cores: int) -> str | None:
+    """A warning when other processes competed for the cores: oversubscribed thread pools (OpenMP above all)
+    slow down far more than in proportion, so such timings are not comparable with a quiet machine's."""
+    loads = [x[0] for x in (before, after) if x is not None]
+    if not loads or max(loads) <= cores * 0.75 + 0.5:
+        return None
+    return (f"machine busy: 1-minute load average {max(loads):.1f} on {cores} usable cores during the run; "
+            f"latencies are inflated (PyTorch's OpenMP threads suffer most) - rerun on an idle machine")

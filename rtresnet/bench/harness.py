@@ -13,9 +13,16 @@ from typing import Any
 import numpy as np
 
 from rtresnet.bench.accuracy import accuracy_result, evaluate
-from rtresnet.bench.backends import (BACKENDS, BackendSpec, Workspace, load_model_file, load_runner,
-                                     parse_backends, unavailable_reason)
-from rtresnet.bench.env import environment_block, utc_now
+from rtresnet.bench.backends import (
+    BACKENDS,
+    BackendSpec,
+    Workspace,
+    load_model_file,
+    load_runner,
+    parse_backends,
+    unavailable_reason,
+)
+from rtresnet.bench.env import busy_note, environment_block, load_average, utc_now
 from rtresnet.bench.gates import check_gates, validate_gates
 from rtresnet.bench.memory import PeakMemory, memory_method
 from rtresnet.bench.results import BackendResult, BatchResult, BenchReport
@@ -54,6 +61,15 @@ def _arch_model(arch: str, weights: str | Path | None, num_classes: int | None, 
     from rtresnet import __version__
     from rtresnet.weights import load_model, save_state_dict
 
+    if weights is None:
+        # Random weights differ per process: save them once so every backend (and a rerun with the same
+        # --work-dir, which then reuses its engines) is made from the same ones.
+        weights = work_dir / f"{arch}-{num_classes or 1000}c-{in_channels}ch-random-init.safetensors"
+        if not weights.is_file():
+            from rtresnet.models import create_model
+
+            save_state_dict(create_model(arch, num_classes=num_classes, in_channels=in_channels), weights)
+        log.info("no weights given: benchmarking random weights (%s)", weights)
     loaded = load_model(arch, weights=weights, num_classes=num_classes, in_channels=in_channels)
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     if preprocessing is None:
@@ -65,12 +81,8 @@ def _arch_model(arch: str, weights: str | Path | None, num_classes: int | None, 
             preprocessing = DIGITS_PREPROCESSING
         else:
             preprocessing = Preprocessing.default(loaded.in_channels, size)  # type: ignore[arg-type]
-    if weights is None:
-        # Random weights differ per process; save them so every backend is made from the same ones.
-        weights = save_state_dict(loaded.model, work_dir / f"{arch}-random-init.safetensors")
-        log.info("no weights given: benchmarking random weights (saved to %s)", weights)
     info = ModelInfo(arch=arch, num_classes=loaded.num_classes, in_channels=loaded.in_channels,
-                     input_size=size, preprocessing=preprocessing, weights=loaded.weights or "random-init",
+                     input_size=size, preprocessing=preprocessing, weights=loaded.weights,
                      weights_sha256=loaded.weights_sha256, labels=loaded.labels, rtresnet_version=__version__)
     return _Model(info=info, weights=weights), loaded.model
 
@@ -88,7 +100,7 @@ def _reference_logits(model: Any, inputs: np.ndarray, batch: int) -> np.ndarray:
     import torch
 
     with torch.inference_mode():
-        return evaluate(lambda x: model(torch.from_numpy(np.ascontiguousarray(x))), inputs, batch)
+        return evaluate(lambda x: model(torch.from_numpy(x)), inputs, batch)
 
 
 def _buffers(inputs: np.ndarray, batch: int, count: int) -> list[np.ndarray]:
@@ -101,7 +113,11 @@ def _time_batches(runner: Any, inputs: np.ndarray, sizes: tuple[int, ...], timin
                   device_timing: bool) -> tuple[list[BatchResult], list[str]]:
     results, warnings = [], []
     gpu = str(getattr(runner, "device", "cpu")).startswith("cuda")
+    limit = runner.input_spec.max_batch
     for b in sizes:
+        if limit is not None and b > limit:
+            warnings.append(f"batch {b} exceeds the engine's maximum batch {limit}: the runner splits it, so it is "
+                            f"timed as {-(-b // limit)} calls; rebuild with --max-batch {b} to time one call")
         buffers = _buffers(inputs, b, timing.buffers)
         host = time_host(runner.infer, buffers, timing)
         stats = LatencyStats.from_samples(host.samples_ms)
@@ -155,13 +171,16 @@ def _run_backend(name: str, spec: BackendSpec | None, prepare, model: _Model, da
         peak = mem.result()
     except Exception as e:  # noqa: BLE001 - a backend's failure is a result, reported with its reason
         msg = str(e).splitlines()[0] if str(e) else ""
-        reason = f"{stage} failed: {msg}" if isinstance(e, RtresnetError) else f"{stage} failed: {type(e).__name__}: {msg}"
+        kind = "" if isinstance(e, RtresnetError) else f"{type(e).__name__}: "
+        reason = f"{stage} failed: {kind}{msg}"
         log.warning("%s: %s", name, reason, exc_info=log.isEnabledFor(logging.DEBUG))
         return BackendResult(status="failed", reason=reason, **base)
     size = artifact.stat().st_size if isinstance(artifact, Path) and artifact.is_file() else None
     if size is None and model.weights is not None and Path(model.weights).is_file():
         size = Path(model.weights).stat().st_size  # torch: the FP32 weights file it loads
-    return BackendResult(status="ok", artifact=str(artifact) if artifact else None, size_bytes=size,
+    # engines made here live in a work folder (often temporary): name them; a user's --models file keeps its path
+    shown = None if artifact is None else str(artifact) if spec is None else Path(artifact).name
+    return BackendResult(status="ok", artifact=shown, size_bytes=size,
                          build_s=build_s, load_s=load_s, peak_rss_mib=peak.peak_rss_mib,
                          peak_gpu_mib=peak.peak_gpu_mib, batches=tuple(batches), accuracy=accuracy,
                          warnings=tuple(warnings), **base)
@@ -238,7 +257,7 @@ def _run(arch, weights, num_classes, in_channels, input_size, specs, models, siz
     else:
         infos = [_artifact_info(p) for p in models]
         first = infos[0]
-        for p, i in zip(models, infos):
+        for p, i in zip(models, infos, strict=True):
             if (i.arch, i.num_classes, i.input_size) != (first.arch, first.num_classes, first.input_size):
                 raise RtresnetError(f"{p} is a {i.arch} {i.input_size} model with {i.num_classes} classes but "
                                     f"{models[0]} is {first.arch} {first.input_size} with {first.num_classes}; "
@@ -281,9 +300,15 @@ def _run(arch, weights, num_classes, in_channels, input_size, specs, models, siz
         jobs.append((spec.name, spec, prepare))
     for p in models:
         jobs.append((p.name, None, lambda p=p: p))
+    load_before = load_average()
     results = [_run_backend(name, spec, prepare, model, data_for, sizes, timing, threads, device_timing)
                for name, spec, prepare in track(jobs, total=len(jobs), description="benchmarking")]
     results, baseline = _with_speedups(results)
+    env = environment_block(threads)
+    load_after = load_average()
+    env["load_average_1m"] = {"before": load_before[0] if load_before else None,
+                              "after": load_after[0] if load_after else None}
+    note = busy_note(load_before, load_after, env["cpu"]["usable_cores"])
     gpu = any(r.device == "cuda" and r.ok for r in results)
     return BenchReport(
         created_at=utc_now(),
@@ -295,7 +320,7 @@ def _run(arch, weights, num_classes, in_channels, input_size, specs, models, siz
         timing={"batch_sizes": list(sizes), "threads": threads, "description": timing.describe(),
                 "host_scope": HOST_SCOPE, "device_scope": DEVICE_SCOPE if gpu and device_timing else None,
                 "unstable_cov": UNSTABLE_COV},
-        memory_method=memory_method(gpu), environment=environment_block(threads), baseline=baseline,
+        memory_method=memory_method(gpu), environment=env, baseline=baseline, notes=(note,) if note else (),
         backends=tuple(results), gates={"min_top1_pct": min_top1, "max_top1_drop_pts": max_top1_drop},
         gate_failures=check_gates(results, min_top1, max_top1_drop))
 

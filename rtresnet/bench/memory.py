@@ -1,9 +1,10 @@
 """Peak memory of one backend inside a process that runs several.
 
-Host: freed heap pages are handed back to the OS first (malloc_trim), then the RSS just before the backend is loaded is the floor; the peak RSS while it is loaded, warmed up and
-timed, minus that floor, is the backend's figure. On Linux the kernel's own high-water mark (VmHWM) is reset
-through /proc/self/clear_refs before each backend, so no peak between samples is missed; where that is not
-allowed, RSS is sampled every few milliseconds by a thread instead.
+Host: freed heap pages are first handed back to the OS (malloc_trim), then the RSS just before the backend is
+loaded is the floor; the peak RSS while it is loaded, warmed up and timed, minus that floor, is the backend's
+figure. On Linux the kernel's own high-water mark (VmHWM) is reset through /proc/self/clear_refs before each
+backend, so no peak between samples is missed; where that is not allowed, RSS is sampled every few milliseconds
+by a thread instead.
 GPU: device memory in use (cudaMemGetInfo, which sees every library's allocations, not only PyTorch's) is sampled
 by a thread; the figure is the peak minus the usage before loading.
 """
@@ -11,21 +12,19 @@ by a thread; the figure is the peak minus the usage before loading.
 from __future__ import annotations
 
 import gc
-import logging
 import os
 import re
 import threading
 from dataclasses import dataclass
 
-log = logging.getLogger(__name__)
-
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-_SAMPLE_S = 0.005
+_SAMPLE_S = 0.01
 METHOD_HWM = ("host: peak RSS (kernel VmHWM, reset via /proc/self/clear_refs before each backend) minus the RSS "
-              "before the backend was loaded; covers load, warm-up and timed runs; freed heap is returned to the OS (malloc_trim) before each backend")
-METHOD_SAMPLED = ("host: peak of RSS sampled every 5 ms minus the RSS before the backend was loaded; covers "
-                  "load, warm-up and timed runs")
-METHOD_GPU = "GPU: peak device memory in use (sampled every 5 ms) minus the usage before the backend was loaded"
+              "before the backend was loaded (after malloc_trim returned freed heap to the OS); covers load, "
+              "warm-up and timed runs")
+METHOD_SAMPLED = ("host: peak of RSS sampled every 10 ms minus the RSS before the backend was loaded (after "
+                  "malloc_trim returned freed heap to the OS); covers load, warm-up and timed runs")
+METHOD_GPU = "GPU: peak device memory in use (sampled every 10 ms) minus the usage before the backend was loaded"
 
 
 def rss_bytes() -> int | None:

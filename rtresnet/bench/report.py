@@ -67,7 +67,8 @@ def csv_text(report: BenchReport) -> str:
         row: dict = {"backend": b.name, "status": b.status, "reason": b.reason or "", "runtime": b.runtime,
                      "precision": b.precision, "device": b.device,
                      "size_mb": None if b.size_bytes is None else round(b.size_bytes / 1e6, 3),
-                     "build_s": b.build_s, "load_s": b.load_s, "peak_rss_mib": b.peak_rss_mib, "peak_gpu_mib": b.peak_gpu_mib}
+                     "build_s": b.build_s, "load_s": b.load_s, "peak_rss_mib": b.peak_rss_mib,
+                     "peak_gpu_mib": b.peak_gpu_mib}
         if acc:
             row.update(top1_pct=acc.top1_pct, top5_pct=acc.top5_pct, top1_drop_pts=acc.top1_drop_pts,
                        top1_agreement_pct=acc.top1_agreement_pct, top5_agreement_pct=acc.top5_agreement_pct,
@@ -109,7 +110,8 @@ def markdown_text(report: BenchReport) -> str:
             "", "| " + " | ".join(TABLE_HEADER) + " |", "|" + "|".join("---" for _ in TABLE_HEADER) + "|"]
     for b, r in _rows(report):
         out.append("| " + " | ".join(c.replace("|", "/") for c in _cells(b, r)) + " |")
-    notes = [f"- `{b.name}`: {w}" for b in report.backends for w in b.warnings]
+    notes = [f"- {n}" for n in report.notes]
+    notes += [f"- `{b.name}`: {w}" for b in report.backends for w in b.warnings]
     notes += [f"- gate failed: {g.message}" for g in report.gate_failures]
     if notes:
         out += ["", "Notes:", *notes]

@@ -106,6 +106,7 @@ class BenchReport:
     backends: tuple[BackendResult, ...]
     gates: dict = field(default_factory=dict)  # {"min_top1_pct": .., "max_top1_drop_pts": ..}
     gate_failures: tuple[GateFailure, ...] = ()
+    notes: tuple[str, ...] = ()              # run-wide warnings (e.g. a busy machine)
 
     @property
     def passed(self) -> bool:
@@ -133,6 +134,7 @@ class BenchReport:
         values = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         values["backends"] = tuple(BackendResult.from_dict(b) for b in d["backends"])
         values["gate_failures"] = tuple(GateFailure(**g) for g in d.get("gate_failures") or ())
+        values["notes"] = tuple(d.get("notes") or ())
         return cls(**values)
 
     @classmethod

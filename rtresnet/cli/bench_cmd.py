@@ -109,6 +109,8 @@ def bench(model_files: tuple[Path, ...], arch: str | None, models_flag: bool, we
     # piped output (CI logs, files) gets the full table instead of columns squeezed to 80 characters
     console = ui.stdout if ui.stdout.is_terminal else Console(width=220)
     console.print(rich_table(report))
+    for note in report.notes:
+        ui.stderr.print(f"warning: {note}", markup=False, highlight=False)
     for b in report.backends:
         for w in b.warnings:
             ui.stderr.print(f"warning: {b.name}: {w}", markup=False, highlight=False)

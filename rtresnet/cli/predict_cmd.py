@@ -50,6 +50,9 @@ def predict(model: str, images: tuple[Path, ...], topk: int, as_json: bool, back
         if any(v is not None for v in (weights, num_classes, input_size)) or in_channels != 3:
             raise click.UsageError("--weights/--num-classes/--in-channels/--input-size apply to an arch name only; "
                                    "a model file carries them")
+    elif weights is None and not (Path(model).suffix or len(Path(model).parts) > 1):  # paths: load says not found
+        raise click.UsageError(f"{model!r} is not a file; an arch name needs --weights (a named weight such as "
+                               f"IMAGENET1K_V2, or a checkpoint file)")
     else:
         options.update(weights=weights, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
     paths = expand_paths(images)

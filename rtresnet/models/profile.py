@@ -1,14 +1,15 @@
-"""Count parameters and multiply-accumulates by running the model once, so the figures cannot drift from it."""
+"""Count parameters and multiply-accumulates two ways that tests hold equal: by running a built model once
+with hooks (``count_macs``), and from an arch's layer arithmetic without building it (``count_arch``, instant)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch only where a built model is counted; count_arch and summarize_models need none
+    import torch
+    from torch import nn
 
-if TYPE_CHECKING:
     from rtresnet.models.pretrained import NamedWeights
 
 
@@ -18,14 +19,17 @@ def count_params(model: nn.Module) -> int:
 
 def count_macs(model: nn.Module, input_size: tuple[int, int] = (224, 224), in_channels: int | None = None) -> int:
     """MACs of convolutions and linear layers for one image (the convention of torchvision's GFLOPS column)."""
+    import torch
+    from torch import nn
+
     total = 0
 
-    def conv_hook(m: nn.Conv2d, _inp: tuple[torch.Tensor], out: torch.Tensor) -> None:
+    def conv_hook(m: nn.Conv2d, _inp: tuple, out: torch.Tensor) -> None:
         nonlocal total
         kh, kw = m.kernel_size
         total += out.numel() // out.shape[0] * (m.in_channels // m.groups) * kh * kw
 
-    def linear_hook(m: nn.Linear, _inp: tuple[torch.Tensor], out: torch.Tensor) -> None:
+    def linear_hook(m: nn.Linear, _inp: tuple, out: torch.Tensor) -> None:
         nonlocal total
         total += m.in_features * m.out_features
 
@@ -77,13 +81,13 @@ def count_arch(arch: str, input_size: tuple[int, int] = (224, 224), num_classes:
 
     conv(in_channels, 64, 7, 2, 3)
     h, w = (h + 2 - 3) // 2 + 1, (w + 2 - 3) // 2 + 1  # max pool 3x3, stride 2, padding 1
-    inplanes, expansion = 64, spec.block.expansion
+    inplanes, expansion = 64, spec.expansion
     for stage, blocks in enumerate(spec.layers):
         planes = 64 * 2**stage
         for i in range(blocks):
             stride = 2 if stage > 0 and i == 0 else 1
             h_in, w_in = h, w
-            if spec.block.expansion == 1:
+            if spec.expansion == 1:
                 conv(inplanes, planes, 3, stride, 1)
                 conv(planes, planes, 3, 1, 1)
             else:

@@ -5,26 +5,35 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any, Literal
 
 from rtresnet.errors import RtresnetError
-from rtresnet.models.resnet import BasicBlock, Bottleneck, ResNet
+
+if TYPE_CHECKING:  # torch loads only when a model is built: `rtresnet models` needs none
+    from torch import nn
+
+    from rtresnet.models.resnet import ResNet
 
 
 @dataclass(frozen=True)
 class ArchSpec:
     name: str
-    block: type[BasicBlock | Bottleneck]
+    block: Literal["BasicBlock", "Bottleneck"]  # the class name in rtresnet.models.resnet
     layers: tuple[int, int, int, int]
     groups: int = 1
     width_per_group: int = 64
 
+    @property
+    def expansion(self) -> int:
+        """Output channels of a block per planes (the block class's ``expansion``; a test keeps them equal)."""
+        return 4 if self.block == "Bottleneck" else 1
+
     def build(self, num_classes: int = 1000, in_channels: int = 3, zero_init_residual: bool = False) -> ResNet:
-        return ResNet(self.block, list(self.layers), num_classes=num_classes, in_channels=in_channels,
-                      zero_init_residual=zero_init_residual, groups=self.groups,
-                      width_per_group=self.width_per_group)
+        from rtresnet.models import resnet
+
+        return resnet.ResNet(getattr(resnet, self.block), list(self.layers), num_classes=num_classes,
+                             in_channels=in_channels, zero_init_residual=zero_init_residual, groups=self.groups,
+                             width_per_group=self.width_per_group)
 
 
 _ARCHS: dict[str, ArchSpec] = {}
@@ -38,16 +47,16 @@ def register(spec: ArchSpec) -> ArchSpec:
 
 
 for _spec in (
-    ArchSpec("resnet18", BasicBlock, (2, 2, 2, 2)),
-    ArchSpec("resnet34", BasicBlock, (3, 4, 6, 3)),
-    ArchSpec("resnet50", Bottleneck, (3, 4, 6, 3)),
-    ArchSpec("resnet101", Bottleneck, (3, 4, 23, 3)),
-    ArchSpec("resnet152", Bottleneck, (3, 8, 36, 3)),
-    ArchSpec("resnext50_32x4d", Bottleneck, (3, 4, 6, 3), groups=32, width_per_group=4),
-    ArchSpec("resnext101_32x8d", Bottleneck, (3, 4, 23, 3), groups=32, width_per_group=8),
-    ArchSpec("resnext101_64x4d", Bottleneck, (3, 4, 23, 3), groups=64, width_per_group=4),
-    ArchSpec("wide_resnet50_2", Bottleneck, (3, 4, 6, 3), width_per_group=128),
-    ArchSpec("wide_resnet101_2", Bottleneck, (3, 4, 23, 3), width_per_group=128),
+    ArchSpec("resnet18", "BasicBlock", (2, 2, 2, 2)),
+    ArchSpec("resnet34", "BasicBlock", (3, 4, 6, 3)),
+    ArchSpec("resnet50", "Bottleneck", (3, 4, 6, 3)),
+    ArchSpec("resnet101", "Bottleneck", (3, 4, 23, 3)),
+    ArchSpec("resnet152", "Bottleneck", (3, 8, 36, 3)),
+    ArchSpec("resnext50_32x4d", "Bottleneck", (3, 4, 6, 3), groups=32, width_per_group=4),
+    ArchSpec("resnext101_32x8d", "Bottleneck", (3, 4, 23, 3), groups=32, width_per_group=8),
+    ArchSpec("resnext101_64x4d", "Bottleneck", (3, 4, 23, 3), groups=64, width_per_group=4),
+    ArchSpec("wide_resnet50_2", "Bottleneck", (3, 4, 6, 3), width_per_group=128),
+    ArchSpec("wide_resnet101_2", "Bottleneck", (3, 4, 23, 3), width_per_group=128),
 ):
     register(_spec)
 
@@ -96,7 +105,7 @@ class StateDictShape:
     def arch(self) -> str | None:
         """The registered arch with this structure (the head and input channels are options, not identity)."""
         for spec in _ARCHS.values():
-            if (spec.block.__name__, spec.layers, spec.groups, spec.width_per_group) == (
+            if (spec.block, spec.layers, spec.groups, spec.width_per_group) == (
                     self.block, self.layers, self.groups, self.width_per_group):
                 return spec.name
         return None
@@ -132,5 +141,5 @@ def inspect_state_dict(state_dict: Mapping[str, Any]) -> StateDictShape | None:
     conv1, fc = state_dict.get("conv1.weight"), state_dict.get("fc.weight")
     return StateDictShape(block="Bottleneck" if bottleneck else "BasicBlock", layers=tuple(layers), groups=groups,
                           width_per_group=width_per_group,
-                          in_channels=int(conv1.shape[1]) if conv1 is not None and conv1.dim() == 4 else None,
-                          num_classes=int(fc.shape[0]) if fc is not None and fc.dim() == 2 else None)
+                          in_channels=int(conv1.shape[1]) if conv1 is not None and len(conv1.shape) == 4 else None,
+                          num_classes=int(fc.shape[0]) if fc is not None and len(fc.shape) == 2 else None)

@@ -90,7 +90,8 @@ def top_predictions(logits: np.ndarray, info: ModelInfo, topk: int) -> list[list
     probs = softmax(np.asarray(logits))
     k = min(topk, probs.shape[1])
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return [[Prediction(info.label(int(i)), int(i), float(row[i])) for i in idx] for row, idx in zip(probs, order)]
+    return [[Prediction(info.label(int(i)), int(i), float(row[i])) for i in idx]
+            for row, idx in zip(probs, order, strict=True)]
 
 
 class Runner(ABC):
@@ -103,8 +104,9 @@ class Runner(ABC):
     Thread safety: one runner may be shared by threads. Backends whose ``_run`` is re-entrant
     (``concurrent = True``, e.g. onnxruntime's ``InferenceSession.run`` on CPU) run calls concurrently; all
     others (TensorRT's single execution context and buffers, IO binding, PyTorch with autocast) serialize calls on
-    a per-runner lock, so concurrent calls are safe and never see another call's buffers. ``close`` waits for
-    running calls; calls after it raise ``RtresnetError``.
+    a per-runner lock, so concurrent calls are safe and never see another call's buffers. After ``close`` calls
+    raise ``RtresnetError``; on locked backends ``close`` waits for the running call, on concurrent ones running
+    calls finish on the session they hold.
     """
 
     backend: str = ""
@@ -136,8 +138,9 @@ class Runner(ABC):
     def _run(self, x: Any) -> Any:
         """Logits for a validated, contiguous batch within the backend's batch range (numpy or torch)."""
 
+    @abstractmethod
     def _release(self) -> None:
-        """Free the backend's resources (session, context, buffers)."""
+        """Free the backend's resources (session, context, buffers); called once, under the lock."""
 
     # -- the contract --------------------------------------------------------------------------------------------
     def infer(self, batch: Any) -> Any:
@@ -159,18 +162,33 @@ class Runner(ABC):
             out = self._join(parts)
         return self._like(out, batch, tensor)
 
-    def preprocess(self, images: Sequence[ImageLike]) -> np.ndarray:
-        """Images (paths or PIL) -> this model's input batch, with the model's own preprocessing."""
-        return preprocess_images(list(images), self.info)
+    def preprocess(self, images: Sequence[ImageLike | np.ndarray]) -> np.ndarray:
+        """Images (paths, PIL images, or HxW / HxWxC uint8 RGB arrays such as camera frames) -> this model's
+        input batch, with the model's own preprocessing (resize, crop, normalize, layout)."""
+        items: list[ImageLike] = []
+        for image in images:
+            if isinstance(image, np.ndarray):
+                if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in
+                                                                          (1, 3, 4)):
+                    raise RtresnetError(f"an image array must be HxW or HxWxC (C = 1, 3, 4) uint8 RGB, got "
+                                        f"{image.dtype} {image.shape}; pass a batch to infer() instead")
+                image = Image.fromarray(image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image)
+            items.append(image)
+        return self._float_as_model(preprocess_images(items, self.info))
 
-    def predict(self, images: Sequence[ImageLike] | np.ndarray | Any, topk: int = 5) -> list[list[Prediction]]:
+    def predict(self, images: Sequence[ImageLike | np.ndarray] | np.ndarray | Any,
+                topk: int = 5) -> list[list[Prediction]]:
         """Top-``topk`` classes (label, index, softmax probability) per image, best first.
 
-        ``images`` are paths or PIL images (preprocessed here), or an already preprocessed batch.
+        ``images`` are paths, PIL images or uint8 image arrays (preprocessed here), or an already preprocessed batch
+        (a 4-D array or tensor shaped like ``input_spec``).
         """
         if topk < 1:
             raise RtresnetError(f"topk must be at least 1, got {topk}")
-        batch = images if isinstance(images, np.ndarray) or is_tensor(images) else self.preprocess(images)
+        if isinstance(images, np.ndarray):
+            batch = self._float_as_model(images)
+        else:
+            batch = images if is_tensor(images) else self.preprocess(images)
         logits = self.infer(batch)
         if is_tensor(logits):
             logits = logits.detach().float().cpu().numpy()
@@ -196,6 +214,12 @@ class Runner(ABC):
         return f"{type(self).__name__}({self.info.arch}, {self.input_spec.describe()}, device={self.device})"
 
     # -- internals -------------------------------------------------------------------------------------------
+    def _float_as_model(self, x: np.ndarray) -> np.ndarray:
+        # preprocessing yields float32; an FP16-input graph takes the same values as float16 (infer stays strict)
+        if x.dtype != self._dtype and x.dtype.kind == "f" and self._dtype.kind == "f":
+            return x.astype(self._dtype)
+        return x
+
     def _call(self, x: Any) -> Any:
         if self.concurrent:
             if self._closed:

@@ -126,11 +126,14 @@ class OrtRunner(Runner):
         return int(provider[1].get("device_id", 0)) if isinstance(provider, tuple) and len(provider) > 1 else 0
 
     def _run(self, x: Any) -> Any:
+        session = self._session  # one read: a concurrent close() cannot pull it away mid-call
+        if session is None:
+            raise RtresnetError(f"this {self.backend} runner is closed; load the model again")
         if isinstance(x, np.ndarray):
-            return self._session.run(self._out_names, {self._in: x})[0]
+            return session.run(self._out_names, {self._in: x})[0]
         if self._gpu and x.is_cuda and x.device.index in (None, self._device_id):
             return self._run_bound(x)
-        return self._session.run(self._out_names, {self._in: x.cpu().numpy()})[0]
+        return session.run(self._out_names, {self._in: x.cpu().numpy()})[0]
 
     def _run_bound(self, x: Any) -> Any:
         """Zero-copy on CUDA: bind the caller's tensor and a fresh output tensor in place."""

@@ -52,7 +52,7 @@ def predict_files(runner: Runner, paths: Sequence[str | Path], *, topk: int = 5,
 
     def flush() -> None:
         batch = pixels_to_input(np.stack([px for _, px in pending]), runner.info)
-        for (i, _), preds in zip(pending, runner.predict(batch, topk=topk)):
+        for (i, _), preds in zip(pending, runner.predict(batch, topk=topk), strict=True):
             results[i] = ImageResult(str(paths[i]), tuple(preds))
         pending.clear()
 

@@ -87,7 +87,9 @@ class TrtRunner(Runner):
         super().__init__(info, spec, num_classes=num_classes, device=device, check_finite=check_finite,
                          max_batch=max_batch)
         self.path, self.sidecar, self.cuda_graph = path, sidecar, cuda_graph
-        self._dev = torch.device(device)
+        dev = torch.device(device)
+        # "cuda" and "cuda:0" compare unequal: pin the index so the zero-copy device check works
+        self._dev = dev if dev.index is not None else torch.device("cuda", torch.cuda.current_device())
         self._engine = engine
         self._context = engine.create_execution_context()
         if self._context is None:

@@ -1,0 +1,118 @@
+"""FP32 ONNX -> FP16 ONNX with onnxconverter-common's maintained converter (no home-made graph surgery).
+
+Float32 inputs and outputs are kept (``keep_io_types``), so callers feed and read the same arrays; the
+converter inserts the two Casts. Nothing else is kept in FP32 by default: a ResNet is Conv/Relu/MaxPool/
+Add/GlobalAveragePool/Gemm, all of which TensorRT and onnxruntime accumulate in FP32 internally, and the
+logits stay far below FP16's 65504 limit (there is no Softmax/exp in the graph to overflow). ``keep_fp32``
+names nodes or op types to keep in FP32 anyway (for custom heads).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from rtresnet.compare import FP16_TOLERANCE
+from rtresnet.errors import RtresnetError
+from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
+from rtresnet.precision.report import PrecisionResult, run_logits
+from rtresnet.spec import ModelInfo, read_model_info, write_model_info
+
+log = logging.getLogger(__name__)
+
+VERIFY_SAMPLES = 16
+
+
+def split_names(model, names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """User-given names -> (op types, node names) present in ``model``; unknown names are an error."""
+    op_types = {n.op_type for n in model.graph.node}
+    node_names = {n.name for n in model.graph.node}
+    unknown = [n for n in names if n not in op_types and n not in node_names]
+    if unknown:
+        raise RtresnetError(f"no node or op type named {', '.join(unknown)} in the model; op types present: "
+                            f"{', '.join(sorted(op_types))}")
+    return [n for n in names if n in op_types], [n for n in names if n in node_names and n not in op_types]
+
+
+def to_fp16(model, keep_fp32: Sequence[str] = ()):
+    """In-memory FP16 conversion (float32 I/O kept); ``keep_fp32``: node names or op types left in FP32."""
+    from onnxconverter_common import float16
+
+    ops, nodes = split_names(model, keep_fp32)
+    with warnings.catch_warnings(record=True) as caught:  # one line per clamped tiny weight: summarize instead
+        warnings.simplefilter("always")
+        out = float16.convert_float_to_float16(model, keep_io_types=True,
+                                               op_block_list=list(float16.DEFAULT_OP_BLOCK_LIST) + ops,
+                                               node_block_list=nodes)
+    if caught:
+        log.debug("FP16 conversion clamped %d weight values to FP16's range", len(caught))
+    return out
+
+
+def verification_inputs(info: ModelInfo, n: int = VERIFY_SAMPLES, seed: int = 0) -> np.ndarray:
+    """Random 8-bit images through the model's own preprocessing: a realistic value range, no data needed."""
+    from rtresnet.preprocess import pixels_to_input
+
+    h, w = info.input_size
+    channels = info.preprocessing.channels if info.input_format == "float-nchw" else 3
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(n, h, w, channels), dtype=np.uint8)
+    return pixels_to_input(pixels, info)
+
+
+def check_fp32_source(path: Path) -> ModelInfo:
+    info = read_model_info(path)
+    if info.precision != "fp32":
+        raise RtresnetError(f"{path} is already {info.precision}; convert the FP32 export instead")
+    return info
+
+
+def default_output(source: Path, suffix: str) -> Path:
+    return source.with_name(f"{source.stem}-{suffix}.onnx")
+
+
+def convert_fp16(onnx_path: str | Path, output: str | Path | None = None, *, keep_fp32: Sequence[str] = (),
+                 verify: bool = True) -> PrecisionResult:
+    """Convert an rtresnet FP32 ONNX to FP16 (float32 I/O) and compare it with the FP32 model.
+
+    Raises ``RtresnetError`` when the comparison fails ``FP16_TOLERANCE``; nothing is written then.
+    """
+    import onnx
+
+    start = time.perf_counter()
+    source = Path(onnx_path)
+    info = check_fp32_source(source)
+    out_path = check_output_path(output if output is not None else default_output(source, "fp16"))
+    if out_path.resolve() == source.resolve():
+        raise RtresnetError("the output would overwrite the FP32 source; give another --output")
+    model = to_fp16(onnx.load(str(source)), keep_fp32)
+    new_info = info.with_precision("fp16")
+    write_model_info(model, new_info)
+    comparison = None
+    with atomic_path(out_path) as tmp:
+        tmp.write_bytes(model.SerializeToString())
+        if verify:
+            x = verification_inputs(info)
+            comparison = _compare(source, tmp, x)
+            if not comparison:
+                raise RtresnetError(f"FP16 model does not match FP32: {comparison.summary()}; keep the failing "
+                                    "layers in FP32 with keep_fp32 (or --keep-fp32 OP_TYPE)")
+    n_fp16 = sum(1 for n in model.graph.node if n.op_type != "Cast")
+    result = PrecisionResult(path=out_path, sha256=sha256_file(out_path), precision="fp16", info=new_info,
+                             source_path=source, source_sha256=sha256_file(source),
+                             size_bytes=out_path.stat().st_size, source_size_bytes=source.stat().st_size,
+                             quantized_nodes=n_fp16, target=None, method=None, calibration_seconds=None,
+                             cache_key=None, cache_hit=False, comparison=comparison,
+                             seconds=time.perf_counter() - start)
+    log.info("%s", result.summary())
+    return result
+
+
+def _compare(reference: Path, candidate: Path, inputs: np.ndarray):
+    from rtresnet.compare import compare_logits
+
+    return compare_logits(run_logits(reference, inputs), run_logits(candidate, inputs), FP16_TOLERANCE)

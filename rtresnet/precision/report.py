@@ -1,0 +1,75 @@
+"""What a conversion produced, and the figures that judge it: one result type for FP16 and INT8."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rtresnet.compare import Comparison
+from rtresnet.spec import INPUT_NAME, ModelInfo
+
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+@dataclass(frozen=True)
+class PrecisionResult:
+    path: Path
+    sha256: str
+    precision: str  # "fp16" | "int8"
+    info: ModelInfo  # precision updated
+    source_path: Path
+    source_sha256: str
+    size_bytes: int
+    source_size_bytes: int
+    quantized_nodes: int  # compute nodes fed by a DequantizeLinear (INT8); FP16: nodes computing in FP16
+    target: str | None  # INT8: "tensorrt" | "cpu"
+    method: str | None  # INT8 calibration method
+    calibration_seconds: float | None  # time spent calibrating (0.0 on a cache hit)
+    cache_key: str | None
+    cache_hit: bool
+    comparison: Comparison | None  # against the FP32 source on the verification batch
+    calib_samples: int | None = None
+    calib_source: str | None = None
+    cache_path: Path | None = None
+    calibration_table: Path | None = None  # TensorRT-style table (onnxruntime TensorRT EP format)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        parts = [f"{self.precision} model {self.path} ({self.size_bytes / 1e6:.2f} MB, "
+                 f"{self.size_bytes / max(self.source_size_bytes, 1):.0%} of FP32)"]
+        if self.precision == "int8":
+            parts.append(f"target {self.target}, {self.quantized_nodes} quantized nodes, method {self.method}")
+            cal = "cached" if self.cache_hit else f"{self.calibration_seconds:.1f} s"
+            parts.append(f"calibration {cal} on {self.calib_samples} samples")
+        if self.comparison is not None:
+            parts.append(f"vs FP32: {self.comparison.summary()}")
+        return "; ".join(parts)
+
+
+def session(path: str | Path):
+    """A CPU onnxruntime session (every produced model must run there)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def run_logits(path_or_session, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
+    """Logits of ``inputs`` from an ONNX model in onnxruntime CPU, in batches."""
+    sess = session(path_or_session) if isinstance(path_or_session, (str, Path)) else path_or_session
+    out = [sess.run(None, {INPUT_NAME: inputs[i:i + batch]})[0] for i in range(0, len(inputs), batch)]
+    return np.concatenate(out).astype(np.float32)
+
+
+def top1_accuracy(path: str | Path, inputs: np.ndarray, labels: np.ndarray) -> float:
+    """Top-1 accuracy (0..1) of an ONNX model on labeled inputs."""
+    return float((run_logits(path, inputs).argmax(axis=1) == labels).mean())
+
+
+def count_quantized_nodes(model) -> int:  # model: onnx.ModelProto
+    """Compute nodes that take at least one input from a DequantizeLinear (they run in INT8 in an engine)."""
+    dq_outputs = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return sum(1 for n in model.graph.node if n.op_type not in QDQ_OPS and any(i in dq_outputs for i in n.input))

@@ -1,7 +1,7 @@
 """Wall time of `rtresnet export` (export + onnxruntime verification) per architecture.
 
 The timed region is one `export_onnx` call: model build, BatchNorm folding, ONNX export and clean-up, checks,
-the atomic write, and verification (3 seeded batches of 1, 2 and 3 images, PyTorch eager vs onnxruntime CPU).
+the atomic write, and verification (3 seeded batches of 1, 2 and 1 images, PyTorch eager vs onnxruntime CPU).
 Also timed without verification, to show what the check costs. Random-init weights (same graph and cost as
 trained ones). The machine load is printed because a shared machine skews every figure.
 

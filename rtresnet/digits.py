@@ -76,17 +76,25 @@ def digits_split(split: Split = "test") -> tuple[np.ndarray, np.ndarray]:
 
 def digits_inputs(split: Split = "test", info: ModelInfo | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Model inputs (float32 NCHW for the digits model) and labels, through ``rtresnet.preprocess``."""
+    inputs, labels = _digits_inputs(split, info or digits_info())
+    return inputs.copy(), labels.copy()
+
+
+@lru_cache(maxsize=4)
+def _digits_inputs(split: Split, info: ModelInfo) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 
     from rtresnet.preprocess import preprocess_images
 
     images, labels = digits_split(split)
     pil = [Image.fromarray(img, mode="L") for img in images]
-    return preprocess_images(pil, info or digits_info()), np.array(labels)
+    return preprocess_images(pil, info), np.array(labels)
 
 
-def write_digit_images(folder: str | Path, n: int = 10, split: Split = "test") -> list[Path]:
-    """Write the first ``n`` images of ``split`` as 8x8 PNGs named ``<index>_label<digit>.png``."""
+def write_digit_images(folder: str | Path, n: int = 10, split: Split = "test",
+                       class_folders: bool = False) -> list[Path]:
+    """Write the first ``n`` images of ``split`` as 8x8 PNGs named ``<index>_label<digit>.png``
+    (with ``class_folders``: ``<digit>/<index>.png``, the ImageFolder layout)."""
     from PIL import Image
 
     from rtresnet.fileutil import atomic_path
@@ -98,7 +106,8 @@ def write_digit_images(folder: str | Path, n: int = 10, split: Split = "test") -
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
-        path = folder / f"{i:04d}_label{labels[i]}.png"
+        path = folder / str(labels[i]) / f"{i:04d}.png" if class_folders else folder / f"{i:04d}_label{labels[i]}.png"
+        path.parent.mkdir(exist_ok=True)
         with atomic_path(path) as tmp:
             Image.fromarray(images[i], mode="L").save(tmp, format="PNG")
         paths.append(path)

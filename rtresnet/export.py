@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnx
 import torch
 
 from rtresnet import __version__
@@ -23,7 +24,17 @@ from rtresnet.export_graph import Uint8Input, fuse_batchnorm, tensor_specs, trac
 from rtresnet.export_verify import verification_batches, verify_onnx
 from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
 from rtresnet.models import get_arch
-from rtresnet.spec import INPUT_FORMATS, InputFormat, Interpolation, ModelInfo, Preprocessing, TensorSpec
+from rtresnet.spec import (
+    INPUT_FORMATS,
+    META_PREFIX,
+    InputFormat,
+    Interpolation,
+    ModelInfo,
+    Preprocessing,
+    TensorSpec,
+    write_model_info,
+)
+from rtresnet.weights import load_model
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +87,6 @@ def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | P
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(INIT_SEED)
-        from rtresnet.weights import load_model  # torch.load machinery only when exporting
-
         loaded = load_model(arch, weights=weights, num_classes=num_classes, in_channels=in_channels,
                             reset_head=reset_head)
     if preprocessing is not None and loaded.preprocessing is not None:
@@ -95,16 +104,10 @@ def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | P
     if input_format != "float-nchw":
         module = Uint8Input(module, prep, bgr=input_format == "uint8-nhwc-bgr").eval()
     # Trace at batch 2 when dynamic so no size-1 broadcasting gets baked into the graph.
-    example_batch = batch or 2
-    h, w = size
-    if input_format == "float-nchw":
-        example = torch.zeros(example_batch, info.in_channels, h, w)
-    else:
-        example = torch.zeros(example_batch, h, w, 3, dtype=torch.uint8)
+    example = torch.zeros(info.input_shape(batch or 2), dtype=torch.float32 if input_format == "float-nchw"
+                          else torch.uint8)
     model = trace_to_onnx(module, example, opset=opset, dynamic_batch=batch is None)
     _write_metadata(model, info, max_batch)
-
-    import onnx
 
     comparison = None
     path.parent.mkdir(parents=True, exist_ok=True)  # only the default folder can be missing here
@@ -230,8 +233,6 @@ def _output_path(arch: str, output: str | Path | None, input_format: str) -> Pat
 
 
 def _write_metadata(model, info: ModelInfo, max_batch: int | None) -> None:
-    from rtresnet.spec import META_PREFIX, write_model_info
-
     write_model_info(model, info)
     if max_batch is not None:
         # The largest batch the deployment plans for (engine profiles read it); the ONNX axis stays dynamic.

@@ -151,7 +151,10 @@ def test_cli_models_mode(report, checkpoint):
     result = CliRunner().invoke(main, ["bench", "--models", str(engine), "--weights", str(checkpoint),
                                        "--threads", "1", "--warmup", "0", "--iters", "2", "--samples", "4"])
     assert result.exit_code == 0, result.output
-    assert engine.name[:20] in result.stdout and "100.0" in result.stdout  # agreement with PyTorch
+    rows = [line for line in result.stdout.splitlines() if "│" in line]
+    assert rows[0].split("│")[1].strip() == "torch"  # the baseline row comes first
+    engine_row = [c.strip() for c in rows[1].split("│")]
+    assert engine_row[1] == engine.name and engine_row[8] == "100.0"  # agreement with PyTorch
 
 
 @pytest.mark.gpu

@@ -33,7 +33,7 @@ def report() -> BenchReport:
                       batches=(_batch(1, 50.0, 1.0), _batch(8, 300.0, 1.0)), accuracy=_acc(98.0, 0.0)),
         BackendResult("onnxruntime-int8", "ok", runtime="onnxruntime", precision="int8", size_bytes=11_300_000,
                       batches=(_batch(1, 9.0, 50 / 9), _batch(8, 60.0, 5.0)), accuracy=_acc(97.2, 0.8),
-                      warnings=("unstable timing at batch 8: CoV 12.0% > 10%",)),
+                      warnings=("unstable timing, CoV above 10% at batch 8 (12%): other load on the machine?",)),
         BackendResult("tensorrt-fp16", "unavailable", reason="no CUDA GPU visible to PyTorch", runtime="tensorrt",
                       precision="fp16", device="cuda"),
     )
@@ -79,7 +79,7 @@ def test_markdown_table_and_environment(report):
     assert "| tensorrt-fp16 | unavailable: no CUDA GPU visible to PyTorch |" in md
     assert "Test CPU" in md and "2 threads used" in md and "onnxruntime 1.32.0" in md
     assert "tensorrt not installed" in md
-    assert "unstable timing at batch 8" in md
+    assert "unstable timing, CoV above 10% at batch 8 (12%)" in md
     assert "| 5.56x |" in md
 
 

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +36,16 @@ def onnx_model(tmp_path_factory) -> Path:
 def ort_engine(onnx_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("build_engine") / "r18_cpu.onnx"
     return build_engine(onnx_model, backend="onnxruntime", max_batch=8, output=out)
+
+
+@pytest.fixture()
+def logs(caplog, monkeypatch):
+    """The library's log records, even after a CLI test routed the "rtresnet" logger to rich only."""
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("rtresnet"), "propagate", True)
+    caplog.set_level("INFO", logger="rtresnet")
+    return caplog
 
 
 @pytest.fixture()
@@ -99,12 +108,13 @@ def test_tampered_engine_is_refused(ort_engine, tmp_path):
         read_sidecar(engine)
 
 
-def test_cache_hit_miss_and_force(onnx_model, tmp_path, caplog):
+def test_cache_hit_miss_and_force(onnx_model, tmp_path, logs):
     out = tmp_path / "e.onnx"
     first = build_engine(onnx_model, backend="onnxruntime", max_batch=4, output=out)
     built_at = out.stat().st_mtime_ns
     again = build_engine(onnx_model, backend="onnxruntime", max_batch=4, output=out)
     assert again.cache_hit and again.sidecar == first.sidecar and out.stat().st_mtime_ns == built_at
+    assert "engine cache hit" in logs.text
     other = build_engine(onnx_model, backend="onnxruntime", max_batch=2, output=out)  # another profile: miss
     assert not other.cache_hit and other.sidecar.profile["max_batch"] == 2
     forced = build_engine(onnx_model, backend="onnxruntime", max_batch=2, output=out, force=True)
@@ -127,16 +137,15 @@ def test_cache_miss_when_the_onnx_changes(onnx_model, tmp_path):
     assert not art.cache_hit and art.sidecar.extra["onnx_path"] == str(changed)
 
 
-def test_default_name_describes_the_engine(onnx_model, tmp_path, monkeypatch, no_tensorrt, caplog):
+def test_default_name_describes_the_engine(onnx_model, tmp_path, monkeypatch, no_tensorrt, logs):
     monkeypatch.chdir(tmp_path)
-    caplog.set_level("INFO", logger="rtresnet")
     art = build_engine(onnx_model, max_batch=4)  # auto -> onnxruntime here, said in the log
     import onnxruntime as ort
 
     ver = ".".join(ort.__version__.split(".")[:2])
     assert art.path == Path("engines") / f"resnet18_fp32_b1-4_ort{ver}_cpu.onnx"
     assert (tmp_path / art.path).is_file() and sidecar_path(tmp_path / art.path).is_file()
-    assert "TensorRT is not installed" in caplog.text and "rtresnet[gpu]" in caplog.text
+    assert "TensorRT is not installed" in logs.text and "rtresnet[gpu]" in logs.text
 
 
 def test_tensorrt_backend_names_what_is_missing(onnx_model, tmp_path, no_tensorrt):
@@ -273,3 +282,31 @@ def test_killed_build_leaves_no_engine_and_no_stale_sidecar(onnx_model, tmp_path
     with pytest.raises(RtresnetError, match="no sidecar"):
         read_sidecar(out)
     assert not build_engine(onnx_model, backend="onnxruntime", max_batch=2, output=out).cache_hit
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_precision_stage_runs_before_the_build(onnx_model, tmp_path, precision):
+    import shutil
+
+    source = tmp_path / "r18.onnx"  # the precision stage writes beside its input: keep it in this test's folder
+    shutil.copy(onnx_model, source)
+    calib = {"calib_data": "synthetic", "calib_size": 16, "calib_batch": 8} if precision == "int8" else {}
+    art = build_engine(source, precision=precision, backend="onnxruntime", max_batch=2,
+                       output=tmp_path / f"{precision}.onnx", **calib)
+    s = art.sidecar
+    assert s.precision == precision and s.model.precision == precision and art.onnx_path != source
+    assert read_model_info(art.onnx_path).precision == precision
+    if precision == "int8":  # onnxruntime engines get the CPU layout of the Q/DQ graph
+        assert s.calibration["target"] == "cpu" and s.calibration["method"] == "entropy"
+    else:
+        assert s.calibration is None
+    x = np.zeros((2, 3, 32, 32), np.float32)
+    from rtresnet.runtime import load
+
+    with load(art.path) as runner:
+        assert runner.infer(x).shape == (2, 10)
+
+
+def test_cli_refuses_calibration_options_without_int8(onnx_model, tmp_path):
+    r = CliRunner().invoke(main, ["build", str(onnx_model), "--calib-method", "minmax", "-o", str(tmp_path / "e")])
+    assert r.exit_code == 1 and "--calib-method only apply with --int8" in r.output

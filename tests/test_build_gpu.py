@@ -56,7 +56,10 @@ def test_tensorrt_engine_matches_onnxruntime(models, tmp_path, name, precision):
                        output=tmp_path / f"{name}_{precision}.engine", **calib)
     s = art.sidecar
     assert s.backend == "tensorrt" and s.precision == precision and s.gpu["compute_capability"]
-    assert art.path.read_bytes()[:4] != b"{\"sc"  # a plain plan, no JSON header
+    from rtresnet.fileutil import sha256_file
+
+    assert sha256_file(art.path) == s.engine_sha256 and s.profile == {"min_batch": 1, "opt_batch": 32,
+                                                                      "max_batch": 32}
     ref = _ort_logits(onnx_path, x)
     out = _trt_logits(art.path, x)
     if precision == "fp32":

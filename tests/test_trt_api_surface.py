@@ -45,7 +45,9 @@ class TrtNames:
         self.tree = ast.parse(source)
         self.functions = {n.name: n for n in ast.walk(self.tree) if isinstance(n, ast.FunctionDef)}
         self.tainted: set[str] = set()
+        self.modules: set[str] = set()      # names bound to the tensorrt module itself
         self.names: set[str] = set()
+        self.chains: set[str] = set()       # qualified module attributes: "BuilderFlag.INT8"
         self._find_module_aliases()
         while self._propagate():  # to a fixed point: taint flows through assignments and calls
             pass
@@ -59,11 +61,12 @@ class TrtNames:
                     importers.add(fn.name)
         for node in ast.walk(self.tree):
             if isinstance(node, ast.Import):
-                self.tainted |= {a.asname or a.name for a in node.names if a.name == "tensorrt"}
+                self.modules |= {a.asname or a.name for a in node.names if a.name == "tensorrt"}
             # `trt = import_tensorrt()`: a call to a function of this module that imports tensorrt
             if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and \
                     isinstance(node.value.func, ast.Name) and node.value.func.id in importers:
-                self.tainted |= {k for t in node.targets if (k := _dotted(t))}
+                self.modules |= {k for t in node.targets if (k := _dotted(t))}
+        self.tainted |= self.modules
 
     def is_trt(self, node: ast.AST) -> bool:
         if (key := _dotted(node)) is not None and key in self.tainted:
@@ -85,6 +88,8 @@ class TrtNames:
                 for param, arg in zip(params, node.args, strict=False):
                     if self.is_trt(arg):
                         self.tainted.add(param)
+                        if _dotted(arg) in self.modules:  # the module itself passed on (`_configure(trt, ...)`)
+                            self.modules.add(param)
                 for kw in node.keywords:
                     if kw.arg in params and self.is_trt(kw.value):
                         self.tainted.add(kw.arg)
@@ -94,6 +99,12 @@ class TrtNames:
         for node in ast.walk(self.tree):
             if isinstance(node, ast.Attribute) and self.is_trt(node.value):
                 self.names.add(node.attr)
+                parts, base = [node.attr], node.value
+                while isinstance(base, ast.Attribute):
+                    parts.append(base.attr)
+                    base = base.value
+                if isinstance(base, ast.Name) and base.id in self.modules and len(parts) > 1:
+                    self.chains.add(".".join(reversed(parts)))
             # overrides of TensorRT callbacks (ILogger.log, IProgressMonitor.phase_start...) must be bound names
             if isinstance(node, ast.ClassDef) and any(self.is_trt(b) for b in node.bases):
                 self.names |= {f.name for f in node.body if isinstance(f, ast.FunctionDef)}
@@ -144,6 +155,21 @@ def configure(cfg, t):
 """
 
 
+# Removed in TensorRT 10.0 / 11.0 (../shared/notes/tensorrt.md) but whose last part lives on elsewhere in the
+# 11.x bindings (DataType.INT8, DataType.FP8...), so the name lists alone cannot catch them.
+REMOVED_QUALIFIED = {f"BuilderFlag.{m}" for m in ("FP16", "INT8", "BF16", "FP8", "INT4", "FP4",
+                                                  "OBEY_PRECISION_CONSTRAINTS", "PREFER_PRECISION_CONSTRAINTS")} | {
+    "NetworkDefinitionCreationFlag.EXPLICIT_BATCH", "IInt8EntropyCalibrator2", "IInt8MinMaxCalibrator",
+    "IInt8Calibrator", "QuantizationFlag.CALIBRATE_BEFORE_FUSION"}
+
+
+@pytest.mark.parametrize("module", existing_modules(), ids=lambda p: p.name)
+def test_no_removed_qualified_api(module):
+    chains = TrtNames(module.read_text()).chains
+    assert chains, f"no qualified tensorrt names found in {module.name}"
+    assert not chains & REMOVED_QUALIFIED, sorted(chains & REMOVED_QUALIFIED)
+
+
 def test_the_check_bites_on_removed_api():
     names = TrtNames(REMOVED_API).names  # also through a helper's parameters
     assert {"max_workspace_size", "FP16", "int8_calibrator", "build_engine", "EXPLICIT_BATCH"} <= names
@@ -154,6 +180,11 @@ def test_the_check_bites_on_removed_api():
     for name in ("execute_async_v2", "get_binding_index", "num_bindings", "IInt8EntropyCalibrator2",
                  "platform_has_fast_fp16"):
         assert name not in load_names("11")
+    # INT8 survives in 11.x as DataType.INT8: the qualified check catches the removed builder flag
+    int8 = TrtNames("import tensorrt as trt\ndef f(cfg, t=trt):\n    cfg.set_flag(trt.BuilderFlag.INT8)\n").chains
+    assert "INT8" in load_names("11") and int8 & REMOVED_QUALIFIED == {"BuilderFlag.INT8"}
+    assert TrtNames(REMOVED_API).chains & REMOVED_QUALIFIED == {"BuilderFlag.FP16",
+                                                                "NetworkDefinitionCreationFlag.EXPLICIT_BATCH"}
 
 
 def test_name_lists_hold_the_shared_api():
@@ -179,7 +210,7 @@ IMPORT_ALL = """
 import importlib, pkgutil, sys
 sys.modules["tensorrt"] = None   # any `import tensorrt` now raises ImportError
 import rtresnet
-skip = {"rtresnet.build.trt_builder", "rtresnet.runtime.trt_runner"}
+skip = {"rtresnet.build.trt_builder", "rtresnet.runtime.trt_runner", "rtresnet.__main__"}  # __main__ runs the CLI
 done = []
 for m in pkgutil.walk_packages(rtresnet.__path__, "rtresnet."):
     if m.name not in skip:

@@ -48,6 +48,23 @@ class _Model:
     reference: np.ndarray | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    """How every backend is measured: the same for all of them."""
+
+    sizes: tuple[int, ...]
+    timing: TimingConfig
+    threads: int
+    data: str | Path
+    samples: int | None
+    calib_data: str | Path | None
+    calib_size: int
+    seed: int
+    min_top1: float | None
+    max_top1_drop: float | None
+    device_timing: bool
+
+
 def _sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
     sizes = tuple(int(b) for b in batch_sizes)
     if not sizes or any(b < 1 for b in sizes):
@@ -111,7 +128,7 @@ def _buffers(inputs: np.ndarray, batch: int, count: int) -> list[np.ndarray]:
 
 def _time_batches(runner: Any, inputs: np.ndarray, sizes: tuple[int, ...], timing: TimingConfig,
                   device_timing: bool) -> tuple[list[BatchResult], list[str]]:
-    results, warnings = [], []
+    results, warnings, unstable = [], [], []
     gpu = str(getattr(runner, "device", "cpu")).startswith("cuda")
     limit = runner.input_spec.max_batch
     for b in sizes:
@@ -128,12 +145,14 @@ def _time_batches(runner: Any, inputs: np.ndarray, sizes: tuple[int, ...], timin
             on_gpu = [torch.from_numpy(x).to(runner.device) for x in buffers]
             device = LatencyStats.from_samples(time_device(runner.infer, on_gpu, timing).samples_ms)
         if stats.unstable:
-            warnings.append(f"unstable timing at batch {b}: CoV {stats.cov:.1%} > {UNSTABLE_COV:.0%} (other load on "
-                            f"the machine? run longer with --duration-s, or on an idle machine)")
+            unstable.append(f"batch {b} ({stats.cov:.0%})")
         results.append(BatchResult(
             batch_size=b, host=stats, device=device, throughput_img_s=b * 1e3 / stats.latency_ms_mean,
             device_throughput_img_s=b * 1e3 / device.latency_ms_mean if device else None,
             speedup_vs_baseline=None, warmup_iters=host.warmup_iters))
+    if unstable:
+        warnings.append(f"unstable timing, CoV above {UNSTABLE_COV:.0%} at {', '.join(unstable)}: other load on the "
+                        f"machine? time longer (--duration-s) on an idle machine")
     return results, warnings
 
 
@@ -230,45 +249,51 @@ def run(arch: str | None = None, *, weights: str | Path | None = None, num_class
     if threads < 1:
         raise RtresnetError(f"threads must be at least 1, got {threads}")
     validate_gates(min_top1, max_top1_drop)
-    specs = parse_backends(backends) if arch is not None else ()
+    # --models files are compared with the PyTorch baseline when its weights are given
+    specs = parse_backends(backends) if arch is not None else (BACKENDS["torch"],) if weights is not None else ()
     old_threads = torch.get_num_threads()
     tmp = tempfile.TemporaryDirectory(prefix="rtresnet-bench-") if work_dir is None else None
     folder = Path(tmp.name if tmp else work_dir)  # type: ignore[arg-type]
     folder.mkdir(parents=True, exist_ok=True)
+    opts = _Options(sizes, timing, threads, data, samples, calib_data, calib_size, seed, min_top1, max_top1_drop,
+                    device_timing)
     try:
         torch.set_num_threads(threads)  # the baseline gets the same cores as onnxruntime
-        return _run(arch, weights, num_classes, in_channels, input_size, specs, [Path(m) for m in models], sizes,
-                    timing, threads, data, samples, calib_data, calib_size, seed, preprocessing, min_top1,
-                    max_top1_drop, folder, device_timing)
+        if arch is not None:
+            model, torch_model = _arch_model(arch, weights, num_classes, in_channels, input_size, preprocessing,
+                                             str(data), folder)
+        else:
+            model, torch_model = _files_model([Path(m) for m in models], weights)
+        return _run(model, torch_model, specs, [Path(m) for m in models], opts, folder)
     finally:
         torch.set_num_threads(old_threads)
         if tmp is not None:
             tmp.cleanup()
 
 
-def _run(arch, weights, num_classes, in_channels, input_size, specs, models, sizes, timing, threads, data, samples,
-         calib_data, calib_size, seed, preprocessing, min_top1, max_top1_drop, folder, device_timing) -> BenchReport:
+def _files_model(models: list[Path], weights: str | Path | None) -> tuple[_Model, Any]:
+    """The network behind ``--models`` files (all must be the same one) and, with ``weights``, its PyTorch model."""
+    infos = [_artifact_info(p) for p in models]
+    first = infos[0]
+    for p, i in zip(models, infos, strict=True):
+        if (i.arch, i.num_classes, i.input_size) != (first.arch, first.num_classes, first.input_size):
+            raise RtresnetError(f"{p} is a {i.arch} {i.input_size} model with {i.num_classes} classes but "
+                                f"{models[0]} is {first.arch} {first.input_size} with {first.num_classes}; "
+                                f"bench models of one network together")
+    if weights is None:
+        return _Model(info=first, weights=None), None
+    from rtresnet.weights import load_model
+
+    loaded = load_model(first.arch, weights=weights, num_classes=first.num_classes, in_channels=first.in_channels)
+    return _Model(info=first, weights=weights), loaded.model
+
+
+def _run(model: _Model, torch_model: Any, specs: tuple[BackendSpec, ...], models: list[Path], opts: _Options,
+         folder: Path) -> BenchReport:
     from rtresnet.datasets import load_dataset
 
-    torch_model = None
-    if arch is not None:
-        model, torch_model = _arch_model(arch, weights, num_classes, in_channels, input_size, preprocessing,
-                                         str(data), folder)
-    else:
-        infos = [_artifact_info(p) for p in models]
-        first = infos[0]
-        for p, i in zip(models, infos, strict=True):
-            if (i.arch, i.num_classes, i.input_size) != (first.arch, first.num_classes, first.input_size):
-                raise RtresnetError(f"{p} is a {i.arch} {i.input_size} model with {i.num_classes} classes but "
-                                    f"{models[0]} is {first.arch} {first.input_size} with {first.num_classes}; "
-                                    f"bench models of one network together")
-        model = _Model(info=first, weights=weights)
-        if weights is not None:
-            from rtresnet.weights import load_model
-
-            torch_model = load_model(first.arch, weights=weights, num_classes=first.num_classes,
-                                     in_channels=first.in_channels).model
-    size = samples or (SYNTHETIC_SAMPLES if str(data) == "synthetic" else None)
+    data, seed, sizes = opts.data, opts.seed, opts.sizes
+    size = opts.samples or (SYNTHETIC_SAMPLES if str(data) == "synthetic" else None)
     dataset = load_dataset(data, model.info, size=size, seed=seed, split="test")
     inputs, labels = dataset.inputs, dataset.labels
     cache = {model.info.input_format: (inputs, labels)}
@@ -281,7 +306,7 @@ def _run(arch, weights, num_classes, in_channels, input_size, specs, models, siz
             cache[info.input_format] = (ds.inputs, ds.labels)
         return cache[info.input_format]
 
-    if labels is None and (min_top1 is not None or max_top1_drop is not None):
+    if labels is None and (opts.min_top1 is not None or opts.max_top1_drop is not None):
         raise RtresnetError(f"--min-top1/--max-top1-drop need labeled data, but {dataset.source} has no labels; "
                             f"use --data digits or an ImageFolder directory (one folder per class)")
     if torch_model is not None:
@@ -290,9 +315,10 @@ def _run(arch, weights, num_classes, in_channels, input_size, specs, models, siz
         log.warning("no PyTorch weights for %s: pass --weights to compare the models with PyTorch FP32",
                     model.info.arch)
     del torch_model
-    workspace = (Workspace(folder, arch=arch, weights=model.weights, info=model.info, max_batch=max(sizes),
-                           calib_data=calib_data or ("digits" if str(data) == "digits" else data),
-                           calib_size=calib_size, seed=seed) if arch is not None else None)
+    # INT8 calibrates on --calib-data, else on the bench data (quantize_int8 takes digits' train split)
+    workspace = Workspace(folder, arch=model.info.arch, weights=model.weights, info=model.info,
+                          max_batch=max(sizes), calib_data=opts.calib_data or data, calib_size=opts.calib_size,
+                          seed=seed)
 
     jobs: list[tuple[str, BackendSpec | None, Any]] = []
     for spec in specs:
@@ -301,15 +327,17 @@ def _run(arch, weights, num_classes, in_channels, input_size, specs, models, siz
     for p in models:
         jobs.append((p.name, None, lambda p=p: p))
     load_before = load_average()
-    results = [_run_backend(name, spec, prepare, model, data_for, sizes, timing, threads, device_timing)
+    results = [_run_backend(name, spec, prepare, model, data_for, sizes, opts.timing, opts.threads,
+                            opts.device_timing)
                for name, spec, prepare in track(jobs, total=len(jobs), description="benchmarking")]
     results, baseline = _with_speedups(results)
-    env = environment_block(threads)
+    env = environment_block(opts.threads)
     load_after = load_average()
     env["load_average_1m"] = {"before": load_before[0] if load_before else None,
                               "after": load_after[0] if load_after else None}
     note = busy_note(load_before, load_after, env["cpu"]["usable_cores"])
     gpu = any(r.device == "cuda" and r.ok for r in results)
+    device_scope = DEVICE_SCOPE if gpu and opts.device_timing else None
     return BenchReport(
         created_at=utc_now(),
         model={"arch": model.info.arch, "num_classes": model.info.num_classes, "in_channels": model.info.in_channels,
@@ -317,12 +345,11 @@ def _run(arch, weights, num_classes, in_channels, input_size, specs, models, siz
                "input_format": model.info.input_format},
         data={"source": dataset.source, "samples": int(len(inputs)), "labeled": labels is not None,
               "synthetic": bool(dataset.synthetic), "fingerprint": dataset.fingerprint},
-        timing={"batch_sizes": list(sizes), "threads": threads, "description": timing.describe(),
-                "host_scope": HOST_SCOPE, "device_scope": DEVICE_SCOPE if gpu and device_timing else None,
-                "unstable_cov": UNSTABLE_COV},
+        timing={"batch_sizes": list(sizes), "threads": opts.threads, "description": opts.timing.describe(),
+                "host_scope": HOST_SCOPE, "device_scope": device_scope, "unstable_cov": UNSTABLE_COV},
         memory_method=memory_method(gpu), environment=env, baseline=baseline, notes=(note,) if note else (),
-        backends=tuple(results), gates={"min_top1_pct": min_top1, "max_top1_drop_pts": max_top1_drop},
-        gate_failures=check_gates(results, min_top1, max_top1_drop))
+        backends=tuple(results), gates={"min_top1_pct": opts.min_top1, "max_top1_drop_pts": opts.max_top1_drop},
+        gate_failures=check_gates(results, opts.min_top1, opts.max_top1_drop))
 
 
 __all__ = ["BACKENDS", "DEFAULT_BACKENDS", "run"]

@@ -123,6 +123,7 @@ def _plot_png(report: BenchReport, path: Path) -> None:
     # The object API with an explicit Agg canvas: no global pyplot state, no display needed.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     fig = Figure(figsize=(12, 5), dpi=100)
     FigureCanvasAgg(fig)
@@ -132,14 +133,20 @@ def _plot_png(report: BenchReport, path: Path) -> None:
         if not b.batches:
             continue
         xs = [r.batch_size for r in b.batches]
-        lat.plot(xs, [r.host.latency_ms_median for r in b.batches], marker="o", label=b.name)
+        (line,) = lat.plot(xs, [r.host.latency_ms_median for r in b.batches], marker="o", label=b.name)
         if b.accuracy:
             y = b.accuracy.top1_pct if labeled else b.accuracy.top1_agreement_pct
-            acc.scatter([b.batches[0].host.latency_ms_median], [y], s=40)
-            acc.annotate(b.name, (b.batches[0].host.latency_ms_median, y), textcoords="offset points",
-                         xytext=(4, 4), fontsize=8)
+            x = b.batches[0].host.latency_ms_median
+            acc.scatter([x], [y], s=40, color=line.get_color())
+            acc.annotate(b.name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     lat.set_xscale("log", base=2)
     lat.set_yscale("log")
+    plain = ScalarFormatter()
+    plain.set_scientific(False)
+    lat.xaxis.set_major_formatter(plain)
+    lat.yaxis.set_major_formatter(plain)
+    lat.yaxis.set_minor_formatter(NullFormatter())
+    lat.set_xticks(sorted({r.batch_size for b in report.backends for r in b.batches}) or [1])
     lat.set_xlabel("batch size")
     lat.set_ylabel("median latency per batch, ms (host to host)")
     lat.set_title("latency vs batch size")

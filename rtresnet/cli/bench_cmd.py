@@ -110,13 +110,13 @@ def bench(model_files: tuple[Path, ...], arch: str | None, models_flag: bool, we
     console = ui.stdout if ui.stdout.is_terminal else Console(width=220)
     console.print(rich_table(report))
     for note in report.notes:
-        ui.stderr.print(f"warning: {note}", markup=False, highlight=False)
+        click.echo(f"warning: {note}", err=True)
     for b in report.backends:
         for w in b.warnings:
-            ui.stderr.print(f"warning: {b.name}: {w}", markup=False, highlight=False)
+            click.echo(f"warning: {b.name}: {w}", err=True)
     for path in write_reports(report, json_path=json_path, csv_path=csv_path, markdown_path=markdown_path,
                               plot_path=plot_path):
-        ui.stderr.print(f"wrote {path}", markup=False, highlight=False)
+        click.echo(f"wrote {path}", err=True)
     if report.gate_failures:
         for g in report.gate_failures:
             click.echo(f"gate failed: {g.message}", err=True)

@@ -6,6 +6,7 @@ import re
 
 import click
 
+from rtresnet.cli.quantize_cmd import CALIBRATION_KWARGS, calibration_options
 from rtresnet.errors import RtresnetError
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
@@ -23,13 +24,6 @@ def parse_size(text: str) -> int:
     return value
 
 
-def _calibration_options(f):
-    """The precision stage's calibration options (`rtresnet quantize`), shared so both commands read alike."""
-    from rtresnet.cli.quantize_cmd import calibration_options
-
-    return calibration_options(f)
-
-
 @click.command(context_settings={"show_default": True})
 @click.argument("model", required=False, type=click.Path(dir_okay=False))
 @click.option("--arch", help="Export this architecture first instead of reading MODEL (e.g. resnet50).")
@@ -38,7 +32,7 @@ def _calibration_options(f):
 @click.option("--int8", "precision", flag_value="int8", help="Quantize (Q/DQ, calibrated) an FP32 ONNX, then build.")
 @click.option("--fp32", "precision", flag_value="fp32", default=True,
               help="Build the graph in its own precision (an FP16/INT8 ONNX stays so).")
-@_calibration_options
+@calibration_options  # shared with `rtresnet quantize`
 @click.option("--backend", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default="auto",
               help="auto: TensorRT where it and a CUDA GPU exist, onnxruntime otherwise.")
 @click.option("--min-batch", type=int, help="Smallest batch of the profile [default: 1, or the fixed batch].")
@@ -71,14 +65,15 @@ def build(model, arch, weights, precision, backend, min_batch, opt_batch, max_ba
     from rtresnet.build import build_engine
     from rtresnet.cli.ui import stdout
 
-    calibration = {k: v for k, v in calibration.items() if v is not None and v != ()}
     if precision != "int8":
-        # The shared decorator fills in defaults; only values the user changed are an error without --int8.
+        # The shared decorator fills in defaults; only values the user gave are an error without --int8.
         ctx = click.get_current_context()
-        given = [k for k in calibration if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT]
+        flags = {p.name: p.opts[0] for p in ctx.command.params}
+        given = [k for k in CALIBRATION_KWARGS if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT]
         if given:
-            raise RtresnetError(f"calibration options ({', '.join(sorted(given))}) only apply with --int8")
+            raise RtresnetError(f"{', '.join(flags[k] for k in given)} only apply with --int8")
         calibration = {}
+    calibration = {k: v for k, v in calibration.items() if v is not None}
     artifact = build_engine(model, arch=arch, weights=weights, precision=precision, backend=backend,
                             min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                             workspace_bytes=parse_size(workspace), opt_level=opt_level, timing_cache=timing_cache,

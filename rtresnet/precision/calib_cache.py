@@ -83,7 +83,10 @@ def write_trt_table(ranges, path: Path) -> Path | None:
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            write_calibration_table(ranges.data, dir=tmp)
+            from rtresnet.precision.int8 import _quiet
+
+            with _quiet():
+                write_calibration_table(ranges.data, dir=tmp)
             return atomic_write_bytes(path, (Path(tmp) / "calibration.flatbuffers").read_bytes())
     except (ImportError, OSError, ValueError, AttributeError) as e:
         log.warning("could not write the TensorRT calibration table (%s: %s)", type(e).__name__, e)

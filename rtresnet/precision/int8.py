@@ -21,7 +21,7 @@ from pathlib import Path
 from rtresnet.compare import INT8_TOLERANCE, compare_logits
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
-from rtresnet.precision import calib_cache
+from rtresnet.precision import calib_cache, qdq_placement
 from rtresnet.precision.fp16 import check_fp32_source, default_output, split_names
 from rtresnet.precision.report import PrecisionResult, count_quantized_nodes, run_logits
 
@@ -102,12 +102,11 @@ def quantize_int8(onnx_path: str | Path, output: str | Path | None = None, *, ca
         excluded = _excluded_nodes(prepared_model, exclude, keep_io_layers_float)
         model = _quantize(prepared, ranges, method, target, excluded, tmp)
         if target == "tensorrt":
-            from rtresnet.precision import qdq_placement
-
             moved = qdq_placement.keep_identity_qdq_only(model, qdq_placement.residual_conv_inputs(prepared_model))
             log.debug("kept Q/DQ on the identity input only for %d residual Adds", moved)
             if high_precision == "fp16":
                 model = qdq_placement.to_fp16_remainder(model)
+        qdq_placement.prune_opset_imports(model)
 
     new_info = info.with_precision("int8")
     _write_metadata(model, new_info, target=target, method=method,

@@ -94,5 +94,15 @@ def to_fp16_remainder(model):
             raise RtresnetError(f"cannot move this opset {opset} model to opset 19 for FP16 Q/DQ scales ({e}); "
                                 "use high_precision='fp32'") from None
     model = to_fp16(model)
+    prune_opset_imports(model)
     onnx.checker.check_model(model)
     return model
+
+
+def prune_opset_imports(model) -> None:
+    """Drop opset imports no node uses (onnxruntime's optimizer declares its contrib domains; parsers such
+    as TensorRT's need not see them)."""
+    used = {n.domain or "" for n in model.graph.node} | {""}
+    keep = [o for o in model.opset_import if (o.domain or "") in used or o.domain == "ai.onnx"]
+    del model.opset_import[:]
+    model.opset_import.extend(keep)

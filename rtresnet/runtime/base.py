@@ -150,16 +150,12 @@ class Runner(ABC):
             raise RtresnetError(f"infer() takes a numpy array or a torch tensor shaped like "
                                 f"{self.input_spec.describe()}, got {type(batch).__name__}")
         x = self._validate(batch, tensor)
-        spec = self.input_spec
-        n = x.shape[0]
-        if spec.max_batch is None or n <= spec.max_batch:
-            out = self._call(self._pad(x, tensor) if n < spec.min_batch else x)[:n]
+        n, step = x.shape[0], self.input_spec.max_batch
+        if step is None or n <= step:
+            out = self._chunk(x, tensor)
         else:
-            step = spec.max_batch
             log.debug("splitting a batch of %d into chunks of %d", n, step)
-            parts = [self._call(self._pad(c, tensor) if c.shape[0] < spec.min_batch else c)[:c.shape[0]]
-                     for c in (x[i:i + step] for i in range(0, n, step))]
-            out = self._join(parts)
+            out = self._join([self._chunk(x[i:i + step], tensor) for i in range(0, n, step)])
         return self._like(out, batch, tensor)
 
     def preprocess(self, images: Sequence[ImageLike | np.ndarray]) -> np.ndarray:
@@ -258,6 +254,11 @@ class Runner(ABC):
         if self.check_finite and x.dtype.kind == "f" and not np.isfinite(x).all():
             raise RtresnetError("input contains NaN or inf values; check the preprocessing of this batch")
         return x
+
+    def _chunk(self, x: Any, tensor: bool) -> Any:
+        """One backend call for a batch within ``max_batch``; padded up to ``min_batch`` and trimmed back."""
+        n = x.shape[0]
+        return self._call(self._pad(x, tensor) if n < self.input_spec.min_batch else x)[:n]
 
     def _pad(self, x: Any, tensor: bool) -> Any:
         # Engines built with min_batch > 1 cannot take fewer samples: repeat the last one, drop its outputs later.

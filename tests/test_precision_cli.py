@@ -1,0 +1,61 @@
+"""`rtresnet quantize` through click's CliRunner: thin adapter, one-line errors, nothing half-written."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from rtresnet.cli import main
+from rtresnet.spec import read_model_info
+
+
+@pytest.fixture(scope="module")
+def fp32_onnx(tmp_path_factory):
+    from rtresnet.digits import DIGITS_PREPROCESSING, digits_labels
+    from rtresnet.export import export_onnx
+
+    # Random weights are enough here: the CLI's job is to parse and delegate (accuracy: test_precision.py).
+    out = tmp_path_factory.mktemp("cli") / "tiny.onnx"
+    return export_onnx("resnet18", out, num_classes=10, in_channels=1, input_size=32,
+                       preprocessing=DIGITS_PREPROCESSING, labels=digits_labels(), verify=False).path
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, ["quantize", *map(str, args)])
+
+
+def test_help_has_examples():
+    result = invoke("--help")
+    assert result.exit_code == 0 and "rtresnet quantize engines/resnet50.onnx --fp16" in result.output
+    assert "--calib-method" in result.output and "--keep-io-layers-float" in result.output
+
+
+def test_fp16(fp32_onnx, tmp_path):
+    result = invoke(fp32_onnx, "--fp16", "-o", tmp_path / "m16.onnx")
+    assert result.exit_code == 0, result.output
+    assert "vs FP32" in result.output and read_model_info(tmp_path / "m16.onnx").precision == "fp16"
+
+
+def test_int8_backend_sets_target_and_cache_is_reported(fp32_onnx, tmp_path):
+    args = [fp32_onnx, "--int8", "--backend", "tensorrt", "--calib-data", "digits", "--calib-size", "32",
+            "--calib-method", "minmax", "--cache-dir", tmp_path / "cache", "-o", tmp_path / "m8.onnx"]
+    first = invoke(*args)
+    assert first.exit_code == 0, first.output
+    assert "target tensorrt" in first.output and "32 samples" in first.output
+    again = invoke(*args)
+    assert again.exit_code == 0 and "reused from cache" in again.output
+    assert read_model_info(tmp_path / "m8.onnx").precision == "int8"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--int8"], "--int8 needs --calib-data"),
+    (["--fp16", "--calib-method", "minmax"], "--calib-method only apply with --int8"),
+    ([], "choose --fp16 or --int8"),
+    (["--int8", "--calib-data", "digits", "--calib-size", "0"], "calibration size must be a positive"),
+])
+def test_errors_are_one_line_and_write_nothing(fp32_onnx, tmp_path, args, message):
+    result = invoke(fp32_onnx, *args, "-o", tmp_path / "out.onnx")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[0] == f"error: {message}" or message in result.output
+    assert result.output.startswith("error: ") and not (tmp_path / "out.onnx").exists()
+    assert list(tmp_path.iterdir()) == []

@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     report = run("resnet50", weights=args.weights, input_size=224, backends=args.backends, batch_sizes=sizes,
                  timing=TimingConfig(warmup_s=1.0, duration_s=args.duration_s, min_iters=20), data="synthetic",
                  samples=max(64, max(sizes)), calib_size=128, work_dir=args.work_dir)
-    Console().print(rich_table(report))
+    console = Console()
+    (console if console.is_terminal else Console(width=200)).print(rich_table(report))
     table = device_table(report)
     print(table)
     gpu = (report.environment.get("gpu") or {}).get("name", "gpu")

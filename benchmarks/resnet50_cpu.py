@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    Console().print(rich_table(report))
+    console = Console()
+    (console if console.is_terminal else Console(width=200)).print(rich_table(report))
     lines = target_lines(report)
     print("\n".join(lines))
     args.out.mkdir(parents=True, exist_ok=True)

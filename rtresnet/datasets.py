@@ -24,7 +24,7 @@ SOURCES_HELP = "an image folder, a .txt list of image paths, a .npy/.npz file, '
 SYNTHETIC_DEFAULT_SIZE = 64
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays inside: compare fingerprints, not objects
 class Dataset:
     inputs: np.ndarray  # already in the model's input format (float32 NCHW or uint8 NHWC)
     labels: np.ndarray | None  # int64 class indices when the source is labeled

@@ -194,3 +194,11 @@ def train_digits(recipe: dict | None = None):
     with torch.no_grad():
         accuracy = float((model(x_test).argmax(1) == y_test).float().mean())
     return model, accuracy, time.perf_counter() - start
+
+
+if __name__ == "__main__":  # `python -m rtresnet.digits [IMAGE_DIR N]`: for scripts such as `make demo`
+    import sys
+
+    if len(sys.argv) == 3:
+        write_digit_images(sys.argv[1], int(sys.argv[2]))
+    sys.stdout.write(f"{digits_checkpoint()}\n")

@@ -26,7 +26,6 @@ from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
 from rtresnet.models import get_arch
 from rtresnet.spec import (
     INPUT_FORMATS,
-    META_PREFIX,
     InputFormat,
     Interpolation,
     ModelInfo,
@@ -98,7 +97,7 @@ def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | P
                      preprocessing=prep, input_format=input_format, weights=loaded.weights,
                      weights_sha256=loaded.weights_sha256, labels=_resolve_labels(labels, loaded.labels,
                                                                                   loaded.num_classes),
-                     rtresnet_version=__version__)
+                     max_batch=max_batch, rtresnet_version=__version__)
 
     module = fuse_batchnorm(loaded.model)
     if input_format != "float-nchw":
@@ -107,7 +106,7 @@ def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | P
     example = torch.zeros(info.input_shape(batch or 2), dtype=torch.float32 if input_format == "float-nchw"
                           else torch.uint8)
     model = trace_to_onnx(module, example, opset=opset, dynamic_batch=batch is None)
-    _write_metadata(model, info, max_batch)
+    write_model_info(model, info)
 
     comparison = None
     path.parent.mkdir(parents=True, exist_ok=True)  # only the default folder can be missing here
@@ -230,11 +229,3 @@ def _output_path(arch: str, output: str | Path | None, input_format: str) -> Pat
     # The default folder is created only once the model is ready; until then, check that it can be.
     check_output_path(DEFAULT_OUTPUT_DIR)
     return path
-
-
-def _write_metadata(model, info: ModelInfo, max_batch: int | None) -> None:
-    write_model_info(model, info)
-    if max_batch is not None:
-        # The largest batch the deployment plans for (engine profiles read it); the ONNX axis stays dynamic.
-        entry = model.metadata_props.add()
-        entry.key, entry.value = META_PREFIX + "max_batch", str(max_batch)

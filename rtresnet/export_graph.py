@@ -83,9 +83,9 @@ def trace_to_onnx(module: nn.Module, example: torch.Tensor, *, opset: int, dynam
 
     Exporter choice: the TorchScript exporter (``dynamo=False``). For these static, convolution-only graphs it
     produces a clean graph (Conv/Relu/Add/MaxPool/GlobalAveragePool/Flatten/Gemm), honours every opset in
-    13..20 natively, is byte-deterministic and needs no onnxscript. The dynamo exporter in torch 2.13 is 2-3x slower on ResNet-50,
-    emits opset 18 and then fails to down-convert it to 17 (it silently keeps 18), and lowers the pooling to
-    ReduceMean+Reshape. Its deprecation warning is silenced on purpose.
+    13..20 natively, is byte-deterministic and needs no onnxscript. The dynamo exporter in torch 2.13 is 2-3x
+    slower on ResNet-50, emits opset 18 and then fails to down-convert it to 17 (it silently keeps 18), and
+    lowers the pooling to ReduceMean+Reshape. Its deprecation warning is silenced on purpose.
     """
     import onnx
 

@@ -94,6 +94,7 @@ class ModelInfo:
     weights: str | None = None
     weights_sha256: str | None = None
     labels: tuple[str, ...] = field(default=())
+    max_batch: int | None = None  # the largest batch the deployment plans for (engine profiles read it)
     rtresnet_version: str = ""
 
     def input_shape(self, batch: int | str = BATCH_DIM) -> tuple[int | str, ...]:

@@ -103,7 +103,7 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 def _load_pickle(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
+    except (pickle.UnpicklingError, IndexError) as e:
         found = re.search(r"GLOBAL (\S+)", str(e))
         if found:  # weights_only refuses globals other than tensor rebuilders: a pickled model, or a payload
             raise RtresnetError(f"{path} holds Python objects, not just tensors (it references {found.group(1)}); "

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rtresnet.digits import (DIGITS_PREPROCESSING, digits_checkpoint, digits_info, digits_inputs, digits_labels,
-                             digits_split, write_digit_images)
+from rtresnet.digits import (
+    DIGITS_PREPROCESSING,
+    digits_checkpoint,
+    digits_info,
+    digits_inputs,
+    digits_labels,
+    digits_split,
+    write_digit_images,
+)
 from rtresnet.errors import RtresnetError
 
 

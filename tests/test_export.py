@@ -234,6 +234,17 @@ def test_checkpoint_weights_labels_and_custom_preprocessing(checkpoint, tmp_path
     np.testing.assert_allclose(_run(out, x), expected, atol=1e-4 * np.abs(expected).max())
 
 
+def test_reset_head_gives_a_new_classifier(checkpoint, tmp_path):
+    out = tmp_path / "five.onnx"
+    result = CliRunner().invoke(main, ["export", "--arch", "resnet18", "--weights", str(checkpoint), "--num-classes",
+                                       "5", "--reset-head", "--input-size", "64", "--no-verify", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "verified no (--no-verify)" in result.stdout
+    info = read_model_info(out)
+    assert (info.num_classes, info.weights) == (5, "ckpt.pth")
+    assert _run(out, pixels_to_input(_frames(2), info)).shape == (2, 5)
+
+
 def test_named_weights_bring_their_preprocessing_and_labels(tmp_path, monkeypatch):
     import rtresnet.weights as weights_mod
     from rtresnet.spec import Preprocessing

@@ -285,3 +285,16 @@ def test_runner_overhead_benchmark_runs(onnx_model, tmp_path):
     assert "bare InferenceSession.run" in out.stdout and "OrtRunner.infer" in out.stdout
     result = json.loads(figures.read_text())
     assert result["bare_median_ms"] > 0 and result["runner_median_ms"] > 0
+
+
+def test_devices_map_to_onnxruntime_providers():
+    from rtresnet.runtime.ort_runner import providers_for
+
+    assert providers_for("cpu") == ["CPUExecutionProvider"]
+    assert providers_for("cuda:1")[0] == ("CUDAExecutionProvider", {"device_id": 1})
+    assert [p[0] if isinstance(p, tuple) else p for p in providers_for("tensorrt")] == [
+        "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    with pytest.raises(RtresnetError, match="cannot run on device 'npu'"):
+        providers_for("npu")
+    with pytest.raises(RtresnetError, match="bad device 'cuda:x'"):
+        providers_for("cuda:x")

@@ -92,10 +92,12 @@ class Workspace:
     """Produces each backend's artifact once in ``work_dir``: FP32 ONNX -> FP16/INT8 ONNX -> engine."""
 
     def __init__(self, work_dir: Path, *, arch: str, weights: str | Path | None, info: ModelInfo,
-                 max_batch: int, calib_data: str | Path, calib_size: int, seed: int = 0) -> None:
+                 max_batch: int, calib_data: str | Path, calib_size: int, calib_method: str = "entropy",
+                 seed: int = 0) -> None:
         self.work_dir = Path(work_dir)
         self.arch, self.weights, self.info = arch, weights, info
         self.max_batch, self.calib_data, self.calib_size, self.seed = max_batch, calib_data, calib_size, seed
+        self.calib_method = calib_method
         self._fp32: Path | None = None
 
     def fp32_onnx(self) -> Path:
@@ -136,8 +138,9 @@ class Workspace:
             return Path(convert_fp16(fp32, self.work_dir / f"{fp32.stem}.fp16.onnx", verify=False).path)
         from rtresnet.build import build_engine
 
-        calibration = ({"calib_data": self.calib_data, "calib_size": self.calib_size, "seed": self.seed,
-                        "cache_dir": self.work_dir / "calibration"} if spec.precision == "int8" else {})
+        calibration = ({"calib_data": self.calib_data, "calib_size": self.calib_size, "method": self.calib_method,
+                        "seed": self.seed, "cache_dir": self.work_dir / "calibration"}
+                       if spec.precision == "int8" else {})
         suffix = "plan" if spec.runtime == "tensorrt" else "onnx"
         artifact = build_engine(fp32, precision=spec.precision, backend=spec.runtime, min_batch=1,
                                 opt_batch=min(self.max_batch, 8), max_batch=self.max_batch,

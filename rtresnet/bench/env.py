@@ -32,7 +32,7 @@ def busy_note(before: tuple[float, float, float] | None, after: tuple[float, flo
     """A warning when other processes competed for the cores: oversubscribed thread pools (OpenMP above all)
     slow down far more than in proportion, so such timings are not comparable with a quiet machine's."""
     loads = [x[0] for x in (before, after) if x is not None]
-    if not loads or max(loads) <= cores * 0.75 + 0.5:
+    if not loads or max(loads) <= cores + 0.5:  # this run itself accounts for up to `cores`
         return None
     return (f"machine busy: 1-minute load average {max(loads):.1f} on {cores} usable cores during the run; "
             f"latencies are inflated (PyTorch's OpenMP threads suffer most) - rerun on an idle machine")

@@ -59,6 +59,7 @@ class _Options:
     samples: int | None
     calib_data: str | Path | None
     calib_size: int
+    calib_method: str
     seed: int
     min_top1: float | None
     max_top1_drop: float | None
@@ -228,8 +229,9 @@ def run(arch: str | None = None, *, weights: str | Path | None = None, num_class
         backends: str | Sequence[str] = DEFAULT_BACKENDS, models: Sequence[str | Path] = (),
         batch_sizes: Sequence[int] = (1,), timing: TimingConfig | None = None, threads: int | None = None,
         data: str | Path = "synthetic", samples: int | None = None, calib_data: str | Path | None = None,
-        calib_size: int = 256, seed: int = 0, preprocessing: Preprocessing | None = None,
-        min_top1: float | None = None, max_top1_drop: float | None = None, work_dir: str | Path | None = None,
+        calib_size: int = 256, calib_method: str = "entropy", seed: int = 0,
+        preprocessing: Preprocessing | None = None, min_top1: float | None = None,
+        max_top1_drop: float | None = None, work_dir: str | Path | None = None,
         device_timing: bool = True) -> BenchReport:
     """Benchmark ``backends`` of ``arch`` (made here through export/precision/build) or existing ``models`` files
     against PyTorch eager FP32 on the same inputs: latency, throughput, accuracy, size, memory.
@@ -255,8 +257,8 @@ def run(arch: str | None = None, *, weights: str | Path | None = None, num_class
     tmp = tempfile.TemporaryDirectory(prefix="rtresnet-bench-") if work_dir is None else None
     folder = Path(tmp.name if tmp else work_dir)  # type: ignore[arg-type]
     folder.mkdir(parents=True, exist_ok=True)
-    opts = _Options(sizes, timing, threads, data, samples, calib_data, calib_size, seed, min_top1, max_top1_drop,
-                    device_timing)
+    opts = _Options(sizes, timing, threads, data, samples, calib_data, calib_size, calib_method, seed, min_top1,
+                    max_top1_drop, device_timing)
     try:
         torch.set_num_threads(threads)  # the baseline gets the same cores as onnxruntime
         if arch is not None:
@@ -318,7 +320,7 @@ def _run(model: _Model, torch_model: Any, specs: tuple[BackendSpec, ...], models
     # INT8 calibrates on --calib-data, else on the bench data (quantize_int8 takes digits' train split)
     workspace = Workspace(folder, arch=model.info.arch, weights=model.weights, info=model.info,
                           max_batch=max(sizes), calib_data=opts.calib_data or data, calib_size=opts.calib_size,
-                          seed=seed)
+                          calib_method=opts.calib_method, seed=seed)
 
     jobs: list[tuple[str, BackendSpec | None, Any]] = []
     for spec in specs:

@@ -100,8 +100,7 @@ def markdown_text(report: BenchReport) -> str:
     m, d, t = report.model, report.data, report.timing
     out = [f"# rtresnet bench: {m.get('arch')} {_size(m)} ({m.get('weights') or 'random weights'})", ""]
     out += [f"- {line}" for line in environment_lines(report)]
-    out += [f"- data: {d.get('source')} ({d.get('samples')} samples"
-            f"{', labeled' if d.get('labeled') else ', unlabeled'}{', synthetic' if d.get('synthetic') else ''})",
+    out += [f"- data: {d.get('source')}, " + ("labeled" if d.get("labeled") else "unlabeled: agreement figures only"),
             f"- timing: {t.get('description')}; batch sizes {t.get('batch_sizes')}",
             f"- timed scope: {t.get('host_scope')}" + (f"; {t.get('device_scope')}" if t.get("device_scope") else ""),
             f"- memory: {report.memory_method}",

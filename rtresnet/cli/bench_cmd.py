@@ -48,6 +48,8 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 @click.option("--calib-data", default=None, help="INT8 calibration data [default: --data; digits train split].")
 @click.option("--calib-size", type=click.IntRange(min=1), default=256, show_default=True,
               help="INT8 calibration samples.")
+@click.option("--calib-method", type=click.Choice(("entropy", "minmax", "percentile")), default="entropy",
+              show_default=True, help="INT8 calibration method.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling the data.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the JSON report.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="Write a CSV (one row per "
@@ -64,9 +66,9 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 def bench(model_files: tuple[Path, ...], arch: str | None, models_flag: bool, weights: str | None,
           num_classes: int | None, in_channels: int, input_size: int, backends: str, batch_sizes: tuple[int, ...],
           warmup: int | None, warmup_s: float | None, iters: int | None, duration_s: float | None,
-          threads: int | None, data: str, samples: int | None, calib_data: str | None, calib_size: int, seed: int,
-          json_path: Path | None, csv_path: Path | None, markdown_path: Path | None, plot_path: Path | None,
-          min_top1: float | None, max_top1_drop: float | None, work_dir: Path | None) -> None:
+          threads: int | None, data: str, samples: int | None, calib_data: str | None, calib_size: int,
+          calib_method: str, seed: int, json_path: Path | None, csv_path: Path | None, markdown_path: Path | None,
+          plot_path: Path | None, min_top1: float | None, max_top1_drop: float | None, work_dir: Path | None) -> None:
     """Benchmark backends against PyTorch eager FP32 on the same inputs, batch sizes and threads.
 
     Prints one row per backend and batch size: status, size, top-1 and its drop, agreement with PyTorch, p50/p99
@@ -105,7 +107,8 @@ def bench(model_files: tuple[Path, ...], arch: str | None, models_flag: bool, we
                  backends=backends, models=model_files, batch_sizes=batch_sizes,
                  timing=TimingConfig(warmup_iters=warmup, warmup_s=warmup_s, iters=iters, duration_s=duration_s),
                  threads=threads, data=data, samples=samples, calib_data=calib_data, calib_size=calib_size,
-                 seed=seed, min_top1=min_top1, max_top1_drop=max_top1_drop, work_dir=work_dir)
+                 calib_method=calib_method, seed=seed, min_top1=min_top1, max_top1_drop=max_top1_drop,
+                 work_dir=work_dir)
     # piped output (CI logs, files) gets the full table instead of columns squeezed to 80 characters
     console = ui.stdout if ui.stdout.is_terminal else Console(width=220)
     console.print(rich_table(report))

@@ -71,7 +71,8 @@ def predict(model: str, images: tuple[Path, ...], topk: int, as_json: bool, back
             click.echo(str(r.path))
             width = max(len(p.label) for p in r.predictions)
             for p in r.predictions:
-                click.echo(f"  {p.probability:7.2%}  {p.label:<{width}}  ({p.index})")
+                index = "" if p.label == str(p.index) else f"  ({p.index})"  # unlabeled models: the label is the index
+                click.echo(f"  {p.probability:7.2%}  {p.label:<{width}}{index}".rstrip())
     if failed:
         click.echo(f"error: {len(failed)} of {len(results)} images failed", err=True)
         raise click.exceptions.Exit(1)

@@ -101,7 +101,8 @@ def convert_fp16(onnx_path: str | Path, output: str | Path | None = None, *, kee
             if not comparison:
                 raise RtresnetError(f"FP16 model does not match FP32: {comparison.summary()}; keep the failing "
                                     "layers in FP32 with keep_fp32 (or --keep-fp32 OP_TYPE)")
-    n_fp16 = sum(1 for n in model.graph.node if n.op_type != "Cast")
+    ops, nodes = split_names(model, keep_fp32)
+    n_fp16 = sum(1 for n in model.graph.node if n.op_type != "Cast" and n.op_type not in ops and n.name not in nodes)
     result = PrecisionResult(path=out_path, sha256=sha256_file(out_path), precision="fp16", info=new_info,
                              source_path=source, source_sha256=sha256_file(source),
                              size_bytes=out_path.stat().st_size, source_size_bytes=source.stat().st_size,

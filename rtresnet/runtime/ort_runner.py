@@ -72,8 +72,8 @@ class OrtRunner(Runner):
             raise RtresnetError(f"onnxruntime here lacks {', '.join(missing)} (available: {', '.join(available)}); "
                                 f"install onnxruntime-gpu for CUDA/TensorRT or run with --device cpu")
         main = _provider_name(providers[0])
-        if device is None:
-            device = "cpu" if main not in _GPU_PROVIDERS else f"cuda:{self._option_device_id(providers[0])}"
+        # the torch device of the session's memory ("tensorrt:1" -> "cuda:1"), whatever device/providers said
+        device = f"cuda:{self._option_device_id(providers[0])}" if main in _GPU_PROVIDERS else "cpu"
         opts = ort.SessionOptions()
         opts.graph_optimization_level = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,

@@ -1,0 +1,266 @@
+"""Build stage: ONNX (FP32, FP16 or Q/DQ INT8) -> engine (TensorRT plan or onnxruntime-optimized model) + sidecar.
+
+``build_engine`` resolves the request (backend, precision stage, batch profile), returns a cached engine when
+its sidecar matches, and otherwise builds: engine first (temp file + rename), sidecar last, so a killed build
+never leaves a partial engine or a sidecar that claims one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+from rtresnet.build.request import (
+    BACKENDS,
+    ENGINE_DIR,
+    PRECISIONS,
+    BuildRequest,
+    Target,
+    check_options,
+    rebuild_command,
+    resolve_batches,
+)
+from rtresnet.errors import RtresnetError
+from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
+from rtresnet.sidecar import Sidecar, read_sidecar, sidecar_path, write_sidecar
+from rtresnet.spec import ModelInfo, TensorSpec, read_model_info
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EngineArtifact", "build_engine", "resolve_backend"]
+GPU_INSTALL_HINT = "install them with `pip install 'rtresnet[gpu]'` and a CUDA build of torch"
+
+
+@dataclass(frozen=True)
+class EngineArtifact:
+    path: Path
+    sidecar: Sidecar
+    cache_hit: bool
+    build_seconds: float
+    onnx_path: Path
+
+    @property
+    def sidecar_path(self) -> Path:
+        return sidecar_path(self.path)
+
+
+def missing_for_tensorrt() -> list[str]:
+    """What this machine lacks for TensorRT builds (empty: nothing)."""
+    from rtresnet.environment import gpu_info, tensorrt_version
+
+    missing = []
+    if tensorrt_version() is None:
+        missing.append("TensorRT is not installed")
+    if gpu_info() is None:
+        missing.append("no CUDA GPU is visible to PyTorch")
+    return missing
+
+
+def resolve_backend(backend: str) -> Target:
+    if backend not in BACKENDS:
+        raise RtresnetError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    missing = missing_for_tensorrt() if backend in ("auto", "tensorrt") else []
+    if backend == "tensorrt" and missing:
+        raise RtresnetError(f"--backend tensorrt needs TensorRT and a CUDA GPU, but {' and '.join(missing)}; "
+                            f"{GPU_INSTALL_HINT}, or build with --backend onnxruntime")
+    if backend == "onnxruntime" or missing:
+        if backend == "auto":
+            log.info("building an onnxruntime engine: %s (for TensorRT, %s)", " and ".join(missing),
+                     GPU_INSTALL_HINT)
+        from rtresnet.build.ort_builder import ort_target
+
+        return ort_target()
+    from rtresnet.environment import gpu_info, tensorrt_version
+
+    gpu = gpu_info() or {}
+    return Target(backend="tensorrt", tensorrt_version=tensorrt_version(), cuda_version=gpu.get("cuda_version"),
+                  gpu={"name": gpu.get("name"), "compute_capability": gpu.get("compute_capability")})
+
+
+def _graph_io(onnx_path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    import onnx
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+
+    def spec(value) -> TensorSpec:
+        t = value.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim)
+        return TensorSpec(name=value.name, shape=shape, dtype=tensor_dtype_to_np_dtype(t.elem_type).name)
+
+    inputs = tuple(spec(v) for v in graph.input if v.name not in initializers)
+    return inputs, tuple(spec(v) for v in graph.output)
+
+
+def _export(arch: str, weights: str | None, folder: Path, max_batch: int | None, force: bool) -> Path:
+    """Export ``arch``; an earlier export of the same arch and weights in ``folder`` is reused unless forced."""
+    from rtresnet.export import export_onnx
+
+    tag = re.sub(r"[^A-Za-z0-9.-]+", "-", Path(weights).stem if weights else "")
+    path = folder / (f"{arch}_{tag}.onnx" if tag else f"{arch}.onnx")
+    if not force and path.is_file() and _same_export(path, arch, weights):
+        log.info("reusing %s (exported earlier from %s%s; --force exports again)", path, arch,
+                 f" with {weights}" if weights else "")
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    result = export_onnx(arch, path, weights=weights, max_batch=max_batch)
+    log.info("exported %s to %s", arch, result.path)
+    return Path(result.path)
+
+
+def _same_export(path: Path, arch: str, weights: str | None) -> bool:
+    try:
+        info = read_model_info(path)
+    except RtresnetError:
+        return False
+    if info.arch != arch or info.precision != "fp32":
+        return False
+    if weights is None:
+        return info.weights is None
+    if Path(weights).is_file():  # a checkpoint: same bytes, not just the same name
+        return info.weights_sha256 == sha256_file(weights)
+    return info.weights == weights
+
+
+def _apply_precision(onnx_path: Path, info: ModelInfo, precision: str, backend: str,
+                     calibration_options: dict) -> tuple[Path, ModelInfo, dict | None]:
+    """Run the precision stage when the graph is FP32 and another precision is asked for."""
+    if calibration_options and precision != "int8":
+        raise RtresnetError(f"calibration options ({', '.join(sorted(calibration_options))}) only apply with "
+                            f"--int8")
+    if info.precision != "fp32":
+        if precision not in ("fp32", info.precision):
+            raise RtresnetError(f"{onnx_path} is already {info.precision}; build it as is or pass the FP32 ONNX "
+                                f"to make a {precision} engine")
+        if calibration_options:
+            raise RtresnetError(f"{onnx_path} is already quantized; calibration options do not apply")
+        log.info("%s is already %s: building it as is", onnx_path.name, info.precision)
+        return onnx_path, info, None
+    if precision == "fp32":
+        return onnx_path, info, None
+    if precision == "fp16":
+        from rtresnet.precision import convert_fp16
+
+        result = convert_fp16(onnx_path)
+        return Path(result.path), result.info, None
+    if "target" in calibration_options:
+        raise RtresnetError("the INT8 target follows the backend (tensorrt or cpu); do not pass it to build")
+    if calibration_options.get("calib_data") is None:
+        raise RtresnetError("--int8 needs calibration data: pass --calib-data DIR (an image folder, .npy, "
+                            "'digits' or 'synthetic')")
+    from rtresnet.precision import quantize_int8
+
+    target = "tensorrt" if backend == "tensorrt" else "cpu"
+    result = quantize_int8(onnx_path, target=target, **calibration_options)
+    calibration = {"method": result.method, "cache_key": result.cache_key, "target": result.target}
+    return Path(result.path), result.info, calibration
+
+
+def _cached(output: Path, request: BuildRequest) -> Sidecar | None:
+    if not output.exists():
+        return None
+    try:
+        sidecar = read_sidecar(output)
+    except RtresnetError as e:
+        log.info("rebuilding %s: %s", output, e)
+        return None
+    if reasons := request.mismatches(sidecar):
+        log.info("rebuilding %s: the existing engine differs (%s)", output, "; ".join(reasons))
+        return None
+    return sidecar
+
+
+def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None, weights: str | None = None,
+                 precision: str = "fp32", backend: str = "auto", min_batch: int | None = None,
+                 opt_batch: int | None = None, max_batch: int | None = None, workspace_bytes: int = 4 << 30,
+                 opt_level: int = 3, timing_cache: str | Path | None = None, dla_core: int | None = None,
+                 gpu_fallback: bool = False, hardware_compat: str = "none", version_compat: bool = False,
+                 tf32: bool = False, force: bool = False, output: str | Path | None = None,
+                 **calibration_options) -> EngineArtifact:
+    """Build (or reuse) an engine of an ONNX model, or of ``arch``/``weights`` exported first.
+
+    ``precision`` "fp16"/"int8" runs the precision stage on an FP32 ONNX (``calibration_options`` go to
+    ``quantize_int8``); an ONNX that is already FP16/INT8 is built as is. Batch sizes default to 1-32 (optimized
+    for the largest) or the ONNX's fixed batch. ``backend="auto"`` uses TensorRT where it and a GPU exist.
+    ``tf32`` lets TensorRT run FP32 layers in TF32 on Ampere and newer (faster; ~1e-3 relative error).
+    """
+    if precision not in PRECISIONS:
+        raise RtresnetError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if (onnx_path is None) == (arch is None):
+        raise RtresnetError("give either an ONNX model or --arch (with optional --weights), not both or neither")
+    if weights is not None and arch is None:
+        raise RtresnetError("--weights needs --arch; an ONNX model already contains its weights")
+    target = resolve_backend(backend)
+    timing_cache = Path(timing_cache) if timing_cache is not None else None
+    check_options(target.backend, opt_level=opt_level, workspace_bytes=workspace_bytes, dla_core=dla_core,
+                  gpu_fallback=gpu_fallback, hardware_compat=hardware_compat, version_compat=version_compat,
+                  timing_cache=timing_cache, tf32=tf32)
+    if output is not None:
+        output = check_output_path(output)
+        if onnx_path is not None and output.resolve() == Path(onnx_path).resolve():
+            raise RtresnetError(f"--output {output} is the model being built; choose another engine file name")
+    if arch is not None:
+        onnx_path = _export(arch, weights, Path(output).parent if output is not None else ENGINE_DIR, max_batch,
+                            force)
+    source = Path(onnx_path)
+    onnx_path, info, calibration = _apply_precision(source, read_model_info(source), precision, target.backend,
+                                                    calibration_options)
+    inputs, outputs = _graph_io(onnx_path)
+    if not inputs or not inputs[0].shape:
+        raise RtresnetError(f"{onnx_path} has no batched input; re-export it with `rtresnet export`")
+    # The export's planned --max-batch is the default top of the profile.
+    lo, opt, hi = resolve_batches(inputs[0].shape[0], min_batch, opt_batch,
+                                  max_batch if max_batch is not None else info.max_batch)
+    request = BuildRequest(onnx_path=onnx_path, onnx_sha256=sha256_file(onnx_path), info=info, inputs=inputs,
+                           outputs=outputs, precision=info.precision, target=target, min_batch=lo, opt_batch=opt,
+                           max_batch=hi, workspace_bytes=workspace_bytes, opt_level=opt_level,
+                           timing_cache=timing_cache, dla_core=dla_core, gpu_fallback=gpu_fallback,
+                           hardware_compat=hardware_compat, version_compat=version_compat, tf32=tf32,
+                           calibration=calibration)
+    if output is None:
+        output = request.default_output()
+        output.parent.mkdir(parents=True, exist_ok=True)
+    output = Path(output)
+    if output.resolve() in (source.resolve(), Path(onnx_path).resolve()):
+        raise RtresnetError(f"--output {output} is the model being built; choose another engine file name")
+    if target.backend == "tensorrt" and timing_cache is None:
+        request = replace(request, timing_cache=output.parent / "timing.cache")  # shared by builds in the folder
+    if not force and (cached := _cached(output, request)) is not None:
+        log.info("engine cache hit: %s matches the request (use --force to rebuild)", output)
+        return EngineArtifact(path=output, sidecar=cached, cache_hit=True, build_seconds=0.0, onnx_path=onnx_path)
+    return _build(request, output)
+
+
+def _build(request: BuildRequest, output: Path) -> EngineArtifact:
+    if request.backend == "tensorrt":
+        from rtresnet.build.trt_builder import build_trt as builder
+    else:
+        from rtresnet.build.ort_builder import build_ort as builder
+    start = time.perf_counter()
+    with atomic_path(output) as tmp:
+        builder(request, tmp)
+        engine_sha256 = sha256_file(tmp)
+        # The old sidecar goes just before the rename: a failed or killed build keeps the old pair intact, and
+        # no sidecar ever describes the new engine before it is complete.
+        sidecar_path(output).unlink(missing_ok=True)
+    seconds = time.perf_counter() - start
+    t = request.target
+    from rtresnet import __version__
+
+    sidecar = Sidecar(backend=t.backend, precision=request.precision, model=request.info, inputs=request.inputs,
+                      outputs=request.outputs, profile=request.profile, onnx_sha256=request.onnx_sha256,
+                      engine_sha256=engine_sha256, build_seconds=round(seconds, 3),
+                      built_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), flags=request.flags,
+                      calibration=request.calibration, tensorrt_version=t.tensorrt_version,
+                      cuda_version=t.cuda_version, gpu=t.gpu, onnxruntime_version=t.onnxruntime_version,
+                      execution_providers=t.execution_providers, cpu=t.cpu, rtresnet_version=__version__,
+                      extra={"onnx_path": str(request.onnx_path), "build_command": rebuild_command(request, output)})
+    write_sidecar(output, sidecar)
+    log.info("built %s in %.1f s", output, seconds)
+    return EngineArtifact(path=output, sidecar=sidecar, cache_hit=False, build_seconds=seconds,
+                          onnx_path=request.onnx_path)

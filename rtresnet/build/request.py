@@ -1,0 +1,187 @@
+"""What an engine build is asked to produce, and whether an existing engine already is that.
+
+A ``BuildRequest`` is fully resolved (backend chosen, batch profile fixed, ONNX hashed) before anything is built,
+so the same object names the default output file, decides cache hits and fills the sidecar's ``flags``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rtresnet.errors import RtresnetError
+from rtresnet.sidecar import Sidecar
+from rtresnet.spec import ModelInfo, TensorSpec
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["tensorrt", "onnxruntime"]
+HardwareCompat = Literal["none", "ampere+", "same-cc"]
+HARDWARE_COMPAT: tuple[str, ...] = ("none", "ampere+", "same-cc")
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+BACKENDS: tuple[str, ...] = ("auto", "tensorrt", "onnxruntime")
+ENGINE_DIR = Path("engines")
+DEFAULT_MIN_BATCH, DEFAULT_MAX_BATCH = 1, 32
+# Portable across CPUs of one architecture: ENABLE_ALL adds layout (NCHWc) transforms tuned to the build CPU.
+ORT_OPT_LEVEL = "ORT_ENABLE_EXTENDED"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The software and hardware an engine is bound to (part of the cache key)."""
+
+    backend: Backend
+    tensorrt_version: str | None = None
+    cuda_version: str | None = None
+    gpu: dict | None = None                 # {"name", "compute_capability"}
+    onnxruntime_version: str | None = None
+    execution_providers: tuple[str, ...] = ()
+    cpu: dict | None = None                 # {"model", "arch", "isa"}
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    onnx_path: Path
+    onnx_sha256: str
+    info: ModelInfo
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    precision: str
+    target: Target
+    min_batch: int
+    opt_batch: int
+    max_batch: int
+    workspace_bytes: int = 4 << 30
+    opt_level: int = 3
+    timing_cache: Path | None = None
+    dla_core: int | None = None
+    gpu_fallback: bool = False
+    hardware_compat: HardwareCompat = "none"
+    version_compat: bool = False
+    tf32: bool = False
+    calibration: dict | None = None
+
+    @property
+    def backend(self) -> Backend:
+        return self.target.backend
+
+    @property
+    def profile(self) -> dict:
+        return {"min_batch": self.min_batch, "opt_batch": self.opt_batch, "max_batch": self.max_batch}
+
+    @property
+    def flags(self) -> dict:
+        """Every option that changes the engine bytes (the timing cache only speeds the build up)."""
+        if self.backend == "onnxruntime":
+            return {"graph_optimization_level": ORT_OPT_LEVEL}
+        return {"workspace_bytes": self.workspace_bytes, "opt_level": self.opt_level, "dla_core": self.dla_core,
+                "gpu_fallback": self.gpu_fallback, "hardware_compat": self.hardware_compat,
+                "version_compat": self.version_compat, "tf32": self.tf32, "strongly_typed": True}
+
+    def default_output(self, folder: Path = ENGINE_DIR) -> Path:
+        """A name that says what the engine is: ``resnet50_int8_b1-32_trt11.4_sm90.engine``."""
+        parts = [self.info.arch, self.precision, f"b{self.min_batch}-{self.max_batch}"]
+        if self.backend == "tensorrt":
+            parts.append(f"trt{_major_minor(self.target.tensorrt_version)}")
+            cc = (self.target.gpu or {}).get("compute_capability", "")
+            parts.append("sm" + cc.replace(".", ""))
+            if self.dla_core is not None:
+                parts.append(f"dla{self.dla_core}")
+            if self.hardware_compat != "none":
+                parts.append({"ampere+": "ampereplus", "same-cc": "samecc"}[self.hardware_compat])
+            if self.version_compat:
+                parts.append("vc")
+            return folder / ("_".join(parts) + ".engine")
+        parts += [f"ort{_major_minor(self.target.onnxruntime_version)}", "cpu"]
+        return folder / ("_".join(parts) + ".onnx")
+
+    def mismatches(self, sidecar: Sidecar) -> list[str]:
+        """Why an existing engine is not what this request asks for (empty: it is)."""
+        t = self.target
+        want = {"backend": self.backend, "onnx_sha256": self.onnx_sha256, "precision": self.precision,
+                "profile": self.profile, "flags": self.flags, "tensorrt_version": t.tensorrt_version,
+                "onnxruntime_version": t.onnxruntime_version,
+                "gpu": _gpu_key(t.gpu), "cpu_arch": (t.cpu or {}).get("arch")}
+        have = {"backend": sidecar.backend, "onnx_sha256": sidecar.onnx_sha256, "precision": sidecar.precision,
+                "profile": sidecar.profile, "flags": sidecar.flags, "tensorrt_version": sidecar.tensorrt_version,
+                "onnxruntime_version": sidecar.onnxruntime_version,
+                "gpu": _gpu_key(sidecar.gpu), "cpu_arch": (sidecar.cpu or {}).get("arch")}
+        return [f"{k} {have[k]!r} != {want[k]!r}" for k in want if have[k] != want[k]]
+
+
+def _gpu_key(gpu: dict | None) -> tuple | None:
+    return (gpu.get("name"), gpu.get("compute_capability")) if gpu else None
+
+
+def _major_minor(version: str | None) -> str:
+    return ".".join((version or "unknown").split(".")[:2])
+
+
+def resolve_batches(onnx_batch: int | str, min_batch: int | None, opt_batch: int | None,
+                    max_batch: int | None) -> tuple[int, int, int]:
+    """The optimization profile: 1..32 for a dynamic batch axis, the fixed size for a static one."""
+    if isinstance(onnx_batch, int) and onnx_batch > 0:
+        lo, hi = min_batch or onnx_batch, max_batch or onnx_batch
+        if (lo, hi) != (onnx_batch, onnx_batch) or opt_batch not in (None, onnx_batch):
+            raise RtresnetError(f"this ONNX model has a fixed batch of {onnx_batch}; pass --min-batch/--max-batch "
+                                f"{onnx_batch} or re-export it with a dynamic batch (`rtresnet export`)")
+        return onnx_batch, onnx_batch, onnx_batch
+    lo = DEFAULT_MIN_BATCH if min_batch is None else min_batch
+    hi = max(DEFAULT_MAX_BATCH, lo) if max_batch is None else max_batch
+    # Optimize for the largest batch by default: TensorRT picks one tactic set per profile (throughput first).
+    opt = hi if opt_batch is None else opt_batch
+    if lo < 1:
+        raise RtresnetError(f"--min-batch must be at least 1, got {lo}")
+    if hi < lo:
+        raise RtresnetError(f"--max-batch {hi} is smaller than --min-batch {lo}")
+    if not lo <= opt <= hi:
+        raise RtresnetError(f"--opt-batch {opt} must lie between --min-batch {lo} and --max-batch {hi}")
+    return lo, opt, hi
+
+
+def check_options(backend: Backend, *, opt_level: int, workspace_bytes: int, dla_core: int | None,
+                  gpu_fallback: bool, hardware_compat: str, version_compat: bool, timing_cache: Path | None,
+                  tf32: bool = False) -> None:
+    """Refuse options that do not apply instead of ignoring them."""
+    if hardware_compat not in HARDWARE_COMPAT:
+        raise RtresnetError(f"unknown hardware compatibility {hardware_compat!r}; use one of "
+                            f"{', '.join(HARDWARE_COMPAT)}")
+    if not 0 <= opt_level <= 5:
+        raise RtresnetError(f"--opt-level must be 0-5 (TensorRT's builder optimization level), got {opt_level}")
+    if workspace_bytes <= 0:
+        raise RtresnetError(f"--workspace must be positive, got {workspace_bytes} bytes")
+    if gpu_fallback and dla_core is None:
+        raise RtresnetError("--gpu-fallback only applies with --dla-core N")
+    if dla_core is not None and dla_core < 0:
+        raise RtresnetError(f"--dla-core must be 0 or more, got {dla_core}")
+    if backend == "onnxruntime":
+        used = [name for name, on in (("--dla-core", dla_core is not None), ("--gpu-fallback", gpu_fallback),
+                                      ("--hardware-compat", hardware_compat != "none"),
+                                      ("--version-compat", version_compat), ("--tf32", tf32),
+                                      ("--timing-cache", timing_cache is not None)) if on]
+        if used:
+            raise RtresnetError(f"{', '.join(used)} only apply to TensorRT engines, but this build uses "
+                                f"onnxruntime; drop them or build with --backend tensorrt on a machine with TensorRT")
+
+
+def rebuild_command(request: BuildRequest, output: Path) -> str:
+    """The exact `rtresnet build` command that produces this engine again (stored in the sidecar)."""
+    import shlex
+
+    args = ["rtresnet", "build", str(request.onnx_path), "--backend", request.backend,
+            "--min-batch", str(request.min_batch), "--opt-batch", str(request.opt_batch),
+            "--max-batch", str(request.max_batch)]
+    if request.backend == "tensorrt":
+        args += ["--workspace", str(request.workspace_bytes), "--opt-level", str(request.opt_level)]
+        if request.dla_core is not None:
+            args += ["--dla-core", str(request.dla_core)] + (["--gpu-fallback"] if request.gpu_fallback else [])
+        if request.hardware_compat != "none":
+            args += ["--hardware-compat", request.hardware_compat]
+        if request.version_compat:
+            args.append("--version-compat")
+        if request.tf32:
+            args.append("--tf32")
+    args += ["--output", str(output), "--force"]
+    return shlex.join(args)

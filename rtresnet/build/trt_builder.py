@@ -1,0 +1,156 @@
+"""TensorRT engine builder for TensorRT 10.x and 11.x: the only build module that imports tensorrt (lazily).
+
+Precision lives in the ONNX graph (FP16 tensors, Q/DQ nodes): the network is strongly typed, so no precision
+builder flag or calibrator is used (both were removed in TensorRT 11). Every TensorRT name used here is checked
+against the 10.16 and 11.4 bindings by tests/test_trt_api_surface.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rtresnet.build.request import BuildRequest
+from rtresnet.errors import RtresnetError
+from rtresnet.fileutil import atomic_write_bytes
+
+log = logging.getLogger(__name__)
+INSTALL_HINT = "install it with `pip install 'rtresnet[gpu]'`"
+
+
+def import_tensorrt():
+    try:
+        import tensorrt as trt
+    except ImportError as e:
+        raise RtresnetError(f"TensorRT cannot be imported ({e}); {INSTALL_HINT}") from None
+    return trt
+
+
+def _make_logger(trt):
+    """Route TensorRT's messages into Python logging (warnings stay visible, info only with --debug)."""
+    severity = trt.ILogger.Severity
+    levels = {severity.INTERNAL_ERROR: logging.ERROR, severity.ERROR: logging.ERROR,
+              severity.WARNING: logging.WARNING, severity.INFO: logging.DEBUG, severity.VERBOSE: logging.DEBUG}
+
+    class Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+
+        def log(self, sev, msg) -> None:
+            log.log(levels.get(sev, logging.DEBUG), "TensorRT: %s", msg)
+
+    return Logger()
+
+
+def _make_progress_monitor(trt):
+    """Log build phases while TensorRT works (a ResNet-50 INT8 build takes minutes); None before 10.0."""
+    if not hasattr(trt, "IProgressMonitor"):
+        return None
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self.steps: dict[str, int] = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps) -> None:
+            self.steps[phase_name] = num_steps
+            level = logging.INFO if parent_phase is None else logging.DEBUG
+            log.log(level, "TensorRT build: %s (%d steps)", phase_name, num_steps)
+
+        def step_complete(self, phase_name, step) -> bool:
+            log.debug("TensorRT build: %s %d/%d", phase_name, step + 1, self.steps.get(phase_name, 0))
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name) -> None:
+            log.debug("TensorRT build: %s done", phase_name)
+
+    return Monitor()
+
+
+def parser_errors(parser, onnx_path: Path) -> RtresnetError:
+    """One error per failing ONNX node: logged in full, the first one in the exception's single line."""
+    lines = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        where = f"node {err.node()}" if err.node() >= 0 else "graph"
+        if err.node_name():
+            where += f" {err.node_name()!r}"
+        if err.node_operator():
+            where += f" ({err.node_operator()})"
+        lines.append(f"{where}: {err.desc()}")
+    for line in lines:
+        log.error("TensorRT ONNX parser: %s", line)
+    first = lines[0] if lines else "no details"
+    return RtresnetError(f"TensorRT cannot parse {onnx_path} ({len(lines)} error(s)); first: {first}; "
+                         f"check the export with `rtresnet export` and the TensorRT ONNX operator support")
+
+
+def _load_timing_cache(config, path: Path | None):
+    data = b""
+    if path is not None and path.is_file():
+        data = path.read_bytes()
+        log.info("using TensorRT timing cache %s (%d bytes)", path, len(data))
+    cache = config.create_timing_cache(data)
+    # A cache from another GPU would mislead tactic selection: start empty instead of ignoring the mismatch.
+    if not config.set_timing_cache(cache, False):
+        log.warning("timing cache %s was made on another GPU or TensorRT; starting a new one", path)
+        config.set_timing_cache(config.create_timing_cache(b""), False)
+
+
+def _configure(trt, builder, network, config, request: BuildRequest) -> None:
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, request.workspace_bytes)
+    config.builder_optimization_level = request.opt_level
+    # TF32 is on by default and costs ~1e-3 relative error: FP32 layers stay FP32 unless asked otherwise.
+    if not request.tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        dims = tuple(tensor.shape)
+        shapes = [tuple(b if d == -1 and axis == 0 else d for axis, d in enumerate(dims))
+                  for b in (request.min_batch, request.opt_batch, request.max_batch)]
+        if any(d < 0 for s in shapes for d in s):
+            raise RtresnetError(f"input {tensor.name!r} has dynamic axes other than the batch {dims}; "
+                                f"re-export with a fixed image size (`rtresnet export --input-size`)")
+        profile.set_shape(tensor.name, *shapes)
+    config.add_optimization_profile(profile)
+    if request.dla_core is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = request.dla_core
+        if request.gpu_fallback:
+            config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    if request.hardware_compat == "ampere+":
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    elif request.hardware_compat == "same-cc":
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
+    if request.version_compat:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+
+
+def build_trt(request: BuildRequest, engine_path: Path) -> None:
+    """Build a plain TensorRT plan from ``request.onnx_path`` into ``engine_path`` (a temporary path)."""
+    trt = import_tensorrt()
+    logger = _make_logger(trt)
+    builder = trt.Builder(logger)
+    # One path for 10.x and 11.x; the enum's value differs between them, so never a literal.
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(request.onnx_path)):
+        raise parser_errors(parser, request.onnx_path)
+    config = builder.create_builder_config()
+    _configure(trt, builder, network, config, request)
+    _load_timing_cache(config, request.timing_cache)
+    monitor = _make_progress_monitor(trt)
+    if monitor is not None:
+        config.progress_monitor = monitor
+    log.info("building a TensorRT %s %s engine (batch %d-%d, opt %d)", trt.__version__, request.precision,
+             request.min_batch, request.max_batch, request.opt_batch)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise RtresnetError(f"TensorRT could not build an engine from {request.onnx_path}; see the TensorRT "
+                            f"errors above (`rtresnet --debug build ...` shows all of its messages)")
+    with open(engine_path, "wb") as f:
+        f.write(memoryview(plan))
+    if request.timing_cache is not None:
+        atomic_write_bytes(request.timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
+        log.info("saved TensorRT timing cache %s", request.timing_cache)

@@ -6,6 +6,7 @@ calibrator's inference over all samples plus the range computation (``PrecisionR
 Latency: batch 1, median of --runs after warm-up, one onnxruntime session per model, all cores.
 
     .venv/bin/python benchmarks/calibration_time.py --calib-size 512 --methods entropy,minmax,percentile
+    .venv/bin/python benchmarks/calibration_time.py --digits   # held-out top-1: FP32, FP16, INT8 per target x method
 """
 
 from __future__ import annotations
@@ -35,6 +36,29 @@ def latency_ms(path: Path, runs: int) -> float:
     return statistics.median(samples)
 
 
+def digits_accuracy(methods: list[str], calib_size: int) -> None:
+    """Top-1 on the digits held-out split (real data) for FP32, FP16 and INT8 per target x method."""
+    from rtresnet.digits import DIGITS_PREPROCESSING, digits_checkpoint, digits_inputs, digits_labels
+    from rtresnet.export import export_onnx
+    from rtresnet.precision import convert_fp16, quantize_int8
+    from rtresnet.precision.report import top1_accuracy
+
+    x, y = digits_inputs("test")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        fp32 = export_onnx("resnet18", tmp_path / "digits.onnx", weights=digits_checkpoint(), in_channels=1,
+                           num_classes=10, input_size=32, preprocessing=DIGITS_PREPROCESSING,
+                           labels=digits_labels()).path
+        print(f"FP32: {top1_accuracy(fp32, x, y):.2%}")
+        print(f"FP16: {top1_accuracy(convert_fp16(fp32, tmp_path / 'fp16.onnx').path, x, y):.2%}")
+        for target in ("tensorrt", "cpu"):
+            for method in methods:
+                r = quantize_int8(fp32, tmp_path / f"{target}-{method}.onnx", calib_data="digits", method=method,
+                                  target=target, calib_size=calib_size, cache_dir=tmp_path / "cache")
+                print(f"INT8 {target:>8} {method:>10}: {top1_accuracy(r.path, x, y):.2%} "
+                      f"(calibration {r.calibration_seconds:.1f} s on {r.calib_samples} samples)", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="resnet50")
@@ -43,7 +67,11 @@ def main() -> None:
     parser.add_argument("--methods", default="entropy,minmax,percentile")
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
+    parser.add_argument("--digits", action="store_true", help="Accuracy on the digits model instead of timing.")
     args = parser.parse_args()
+    if args.digits:
+        digits_accuracy(args.methods.split(","), args.calib_size)
+        return
 
     from rtresnet.environment import cpu_info
     from rtresnet.export import export_onnx

@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     timing = (TimingConfig(warmup_iters=2, iters=10) if args.quick else
               TimingConfig(warmup_iters=3, duration_s=args.duration_s, min_iters=args.min_iters))
     report = run("resnet50", weights=args.weights, input_size=224, backends=backends, batch_sizes=sizes,
-                 timing=timing, threads=args.threads, data="synthetic", samples=16 if args.quick else 32,
+                 timing=timing, threads=args.threads, data="synthetic", samples=8 if args.quick else 32,
                  calib_size=16 if args.quick else 64, work_dir=args.work_dir)
 
     from rich.console import Console

@@ -112,3 +112,12 @@ def test_gates(report):
         validate_gates(0.95, None)
     with pytest.raises(RtresnetError, match="percentage points"):
         validate_gates(None, -1)
+
+
+def test_busy_machine_note():
+    from rtresnet.bench.env import busy_note
+
+    assert busy_note((0.3, 0, 0), (2.1, 0, 0), cores=2) is None  # the benchmark's own two threads
+    note = busy_note((5.2, 0, 0), (4.0, 0, 0), cores=2)
+    assert note.startswith("machine busy: 1-minute load average 5.2 on 2 usable cores")
+    assert busy_note(None, None, cores=2) is None

@@ -221,6 +221,9 @@ def _check_opset(opset: int) -> None:
 
 def _output_path(arch: str, output: str | Path | None, input_format: str) -> Path:
     if output is not None:
+        if Path(output).suffix.lower() != ".onnx" and not Path(output).is_dir():  # a folder: "is a directory" below
+            raise RtresnetError(f"output {output} must end in .onnx: `rtresnet predict` and the runtime recognise "
+                                "ONNX models by that suffix")
         return check_output_path(output)
     suffix = "" if input_format == "float-nchw" else "-" + input_format
     path = DEFAULT_OUTPUT_DIR / f"{arch}{suffix}.onnx"

@@ -143,9 +143,31 @@ def test_default_name_describes_the_engine(onnx_model, tmp_path, monkeypatch, no
     import onnxruntime as ort
 
     ver = ".".join(ort.__version__.split(".")[:2])
-    assert art.path == Path("engines") / f"resnet18_fp32_b1-4_ort{ver}_cpu.onnx"
+    assert art.path == Path("engines") / f"r18_fp32_b1-4_ort{ver}_cpu.onnx"  # named after the ONNX file
     assert (tmp_path / art.path).is_file() and sidecar_path(tmp_path / art.path).is_file()
     assert "TensorRT is not installed" in logs.text and "rtresnet[gpu]" in logs.text
+
+
+def test_two_models_of_one_arch_get_two_default_engines(onnx_model, tmp_path, monkeypatch, no_tensorrt):
+    import onnx
+
+    monkeypatch.chdir(tmp_path)
+    other = tmp_path / "r18_other.onnx"  # another resnet18 model (other bytes, same metadata arch)
+    model = onnx.load(str(onnx_model))
+    model.producer_name = "edited"
+    onnx.save(model, str(other))
+    first = build_engine(onnx_model, max_batch=2)
+    second = build_engine(other, max_batch=2)
+    assert first.path != second.path and first.path.is_file() and second.path.is_file()
+    assert build_engine(onnx_model, max_batch=2).cache_hit  # the first engine was not replaced
+
+
+def test_arch_build_never_exports_over_its_output(tmp_path):
+    out = tmp_path / "resnet18.onnx"  # where `--arch resnet18` would export the ONNX model
+    out.write_bytes(b"an engine the user keeps")
+    with pytest.raises(RtresnetError, match="is where --arch exports the ONNX model"):
+        build_engine(arch="resnet18", backend="onnxruntime", output=out)
+    assert out.read_bytes() == b"an engine the user keeps" and [p.name for p in tmp_path.iterdir()] == [out.name]
 
 
 def test_tensorrt_backend_names_what_is_missing(onnx_model, tmp_path, no_tensorrt):
@@ -179,6 +201,10 @@ def test_batch_profile_resolution():
     assert resolve_batches(8, None, None, None) == (8, 8, 8)
     with pytest.raises(RtresnetError, match="fixed batch of 8"):
         resolve_batches(8, 1, None, 32)
+    with pytest.raises(RtresnetError, match="fixed batch of 8"):
+        resolve_batches(8, 0, None, None)  # 0 is a value, not "unset"
+    with pytest.raises(RtresnetError, match="--max-batch must be at least 1, got 0"):
+        resolve_batches("batch", None, None, 0)
 
 
 def test_already_quantized_onnx_is_built_as_is(onnx_model, tmp_path):
@@ -214,6 +240,10 @@ def test_cli_errors_are_one_line(onnx_model, tmp_path, no_tensorrt):
     assert r.exit_code == 1 and r.output.startswith("error: --backend tensorrt needs TensorRT")
     r = CliRunner().invoke(main, ["build", str(onnx_model), "--workspace", "lots"])
     assert r.exit_code == 1 and "cannot read size 'lots'" in r.output
+    for args, message in (([str(tmp_path)], f"error: {tmp_path} is a folder; give an ONNX model file"),
+                          ([str(onnx_model), "-o", str(tmp_path)], f"error: output path {tmp_path} is a directory")):
+        r = CliRunner().invoke(main, ["build", *args, "--backend", "onnxruntime"])
+        assert r.exit_code == 1 and r.output.startswith(message) and r.output.count("\n") == 1, r.output
     r = CliRunner().invoke(main, ["build", "--help"])
     assert r.exit_code == 0 and "rtresnet build --arch resnet50" in r.output
 

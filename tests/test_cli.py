@@ -44,3 +44,11 @@ def test_every_command_has_help_with_an_example(name):
     result = CliRunner().invoke(main, [name, "--help"])
     assert result.exit_code == 0, result.output
     assert "Example" in result.output and "rtresnet " + name in result.output
+
+
+@pytest.mark.parametrize("args", [["nope"], ["models", "--no-such-flag"], ["predict", "-k", "0", "m.onnx", "a.png"]])
+def test_usage_errors_are_one_line_with_exit_2(args):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--help" in lines[0]

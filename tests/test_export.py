@@ -348,6 +348,7 @@ def test_bad_output_paths(tmp_path, monkeypatch):
     base = ["export", "--arch", "resnet18", "--output"]
     _assert_one_line_error(runner.invoke(main, [*base, str(tmp_path / "nope" / "m.onnx")]), "does not exist")
     _assert_one_line_error(runner.invoke(main, [*base, str(tmp_path)]), "is a directory")
+    _assert_one_line_error(runner.invoke(main, [*base, str(tmp_path / "model")]), "must end in .onnx")
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
     if os.access(locked, os.W_OK):  # root ignores modes: make the check see what a normal user would

@@ -186,9 +186,13 @@ def test_library_matches_the_cli(env, all_probs):
 
 def test_usage_errors(env):
     result = cli("predict", env.onnx, env.img / "rgb.png", "--weights", "x.pth")
-    assert result.exit_code == 2 and "apply to an arch name only" in result.output
+    assert result.exit_code == 1 and result.stderr.startswith("error: ") and "apply to an arch name only" in \
+        result.stderr and result.stderr.count("\n") == 1
     result = cli("predict", "resnet18", env.img / "rgb.png")
-    assert result.exit_code == 2 and "needs --weights" in result.output
+    assert result.exit_code == 1 and "needs --weights" in result.stderr and result.stderr.count("\n") == 1
+    result = cli("predict", env.root, env.img / "rgb.png")  # a folder is not an arch name either
+    assert result.exit_code == 1 and result.stderr == f"error: {env.root} is a folder; give a model file (.onnx, " \
+        "or an engine with its sidecar)\n"
     result = cli("predict", env.root / "absent.onnx", env.img / "rgb.png")
     assert result.exit_code == 1 and result.stderr.strip() == f"error: model file not found: {env.root / 'absent.onnx'}"
     result = cli("predict", "--help")

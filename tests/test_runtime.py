@@ -264,7 +264,13 @@ def test_tensorrt_load_guards_then_deserializes(ort_engine, tmp_path, monkeypatc
             events.append("deserialize")
             return None  # what TensorRT returns for a plan it cannot load
 
-    fake = SimpleNamespace(Logger=lambda *a: object(), Runtime=FakeRuntime,
+    class FakeILogger:
+        Severity = SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4)
+
+        def __init__(self):
+            pass
+
+    fake = SimpleNamespace(ILogger=FakeILogger, Runtime=FakeRuntime,
                            TensorIOMode=SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT"))
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

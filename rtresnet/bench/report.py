@@ -128,16 +128,15 @@ def _plot_png(report: BenchReport, path: Path) -> None:
     FigureCanvasAgg(fig)
     lat, acc = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     labeled = any(b.accuracy and b.accuracy.top1_pct is not None for b in report.backends)
-    for b in report.backends:
-        if not b.batches:
-            continue
+    for i, b in enumerate(b for b in report.backends if b.batches):
         xs = [r.batch_size for r in b.batches]
         (line,) = lat.plot(xs, [r.host.latency_ms_median for r in b.batches], marker="o", label=b.name)
         if b.accuracy:
             y = b.accuracy.top1_pct if labeled else b.accuracy.top1_agreement_pct
             x = b.batches[0].host.latency_ms_median
             acc.scatter([x], [y], s=40, color=line.get_color())
-            acc.annotate(b.name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            # staggered labels: backends with equal accuracy and close latency would print over each other
+            acc.annotate(b.name, (x, y), textcoords="offset points", xytext=(4, 4 + 10 * (i % 3)), fontsize=8)
     lat.set_xscale("log", base=2)
     lat.set_yscale("log")
     plain = ScalarFormatter()

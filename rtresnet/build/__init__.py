@@ -97,12 +97,16 @@ def _graph_io(onnx_path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec
     return inputs, tuple(spec(v) for v in graph.output)
 
 
-def _export(arch: str, weights: str | None, folder: Path, max_batch: int | None, force: bool) -> Path:
-    """Export ``arch``; an earlier export of the same arch and weights in ``folder`` is reused unless forced."""
+def _export_path(arch: str, weights: str | None, folder: Path) -> Path:
+    tag = re.sub(r"[^A-Za-z0-9.-]+", "-", Path(weights).stem if weights else "")
+    return folder / (f"{arch}_{tag}.onnx" if tag else f"{arch}.onnx")
+
+
+def _export(arch: str, weights: str | None, path: Path, max_batch: int | None, force: bool) -> Path:
+    """Export ``arch`` to ``path``; an earlier export of the same arch and weights there is reused unless forced."""
     from rtresnet.export import export_onnx
 
-    tag = re.sub(r"[^A-Za-z0-9.-]+", "-", Path(weights).stem if weights else "")
-    path = folder / (f"{arch}_{tag}.onnx" if tag else f"{arch}.onnx")
+    folder = path.parent
     if not force and path.is_file() and _same_export(path, arch, weights):
         log.info("reusing %s (exported earlier from %s%s; --force exports again)", path, arch,
                  f" with {weights}" if weights else "")
@@ -205,9 +209,14 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
         if onnx_path is not None and output.resolve() == Path(onnx_path).resolve():
             raise RtresnetError(f"--output {output} is the model being built; choose another engine file name")
     if arch is not None:
-        onnx_path = _export(arch, weights, Path(output).parent if output is not None else ENGINE_DIR, max_batch,
-                            force)
+        export_path = _export_path(arch, weights, output.parent if output is not None else ENGINE_DIR)
+        if output is not None and output.resolve() == export_path.resolve():  # checked before the export replaces it
+            raise RtresnetError(f"--output {output} is where --arch exports the ONNX model; choose another engine "
+                                f"file name")
+        onnx_path = _export(arch, weights, export_path, max_batch, force)
     source = Path(onnx_path)
+    if source.is_dir():
+        raise RtresnetError(f"{source} is a folder; give an ONNX model file (from `rtresnet export`)")
     onnx_path, info, calibration = _apply_precision(source, read_model_info(source), precision, target.backend,
                                                     calibration_options)
     inputs, outputs = _graph_io(onnx_path)
@@ -223,7 +232,7 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
                            hardware_compat=hardware_compat, version_compat=version_compat, tf32=tf32,
                            calibration=calibration)
     if output is None:
-        output = request.default_output()
+        output = request.default_output(source.stem)
         output.parent.mkdir(parents=True, exist_ok=True)
     output = Path(output)
     if output.resolve() in (source.resolve(), Path(onnx_path).resolve()):

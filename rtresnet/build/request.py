@@ -80,9 +80,13 @@ class BuildRequest:
                 "gpu_fallback": self.gpu_fallback, "hardware_compat": self.hardware_compat,
                 "version_compat": self.version_compat, "tf32": self.tf32, "strongly_typed": True}
 
-    def default_output(self, folder: Path = ENGINE_DIR) -> Path:
-        """A name that says what the engine is: ``resnet50_int8_b1-32_trt11.4_sm90.engine``."""
-        parts = [self.info.arch, self.precision, f"b{self.min_batch}-{self.max_batch}"]
+    def default_output(self, model_name: str | None = None, folder: Path = ENGINE_DIR) -> Path:
+        """A name that says what the engine is: ``resnet50_int8_b1-32_trt11.4_sm90.engine``.
+
+        ``model_name`` (the source ONNX's stem) leads instead of the arch, so engines of two models of one arch
+        (other weights, class counts, sizes) get two files instead of replacing each other.
+        """
+        parts = [model_name or self.info.arch, self.precision, f"b{self.min_batch}-{self.max_batch}"]
         if self.backend == "tensorrt":
             parts.append(f"trt{_major_minor(self.target.tensorrt_version)}")
             cc = (self.target.gpu or {}).get("compute_capability", "")
@@ -123,7 +127,8 @@ def resolve_batches(onnx_batch: int | str, min_batch: int | None, opt_batch: int
                     max_batch: int | None) -> tuple[int, int, int]:
     """The optimization profile: 1..32 for a dynamic batch axis, the fixed size for a static one."""
     if isinstance(onnx_batch, int) and onnx_batch > 0:
-        lo, hi = min_batch or onnx_batch, max_batch or onnx_batch
+        lo = onnx_batch if min_batch is None else min_batch
+        hi = onnx_batch if max_batch is None else max_batch
         if (lo, hi) != (onnx_batch, onnx_batch) or opt_batch not in (None, onnx_batch):
             raise RtresnetError(f"this ONNX model has a fixed batch of {onnx_batch}; pass --min-batch/--max-batch "
                                 f"{onnx_batch} or re-export it with a dynamic batch (`rtresnet export`)")
@@ -134,6 +139,8 @@ def resolve_batches(onnx_batch: int | str, min_batch: int | None, opt_batch: int
     opt = hi if opt_batch is None else opt_batch
     if lo < 1:
         raise RtresnetError(f"--min-batch must be at least 1, got {lo}")
+    if hi < 1:
+        raise RtresnetError(f"--max-batch must be at least 1, got {hi}")
     if hi < lo:
         raise RtresnetError(f"--max-batch {hi} is smaller than --min-batch {lo}")
     if not lo <= opt <= hi:

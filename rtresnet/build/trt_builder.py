@@ -26,8 +26,9 @@ def import_tensorrt():
     return trt
 
 
-def _make_logger(trt):
-    """Route TensorRT's messages into Python logging (warnings stay visible, info only with --debug)."""
+def make_logger(trt):
+    """Route TensorRT's messages into Python logging (warnings stay visible, info only with --debug); the
+    runtime uses it too, so TensorRT never prints to stderr on its own."""
     severity = trt.ILogger.Severity
     levels = {severity.INTERNAL_ERROR: logging.ERROR, severity.ERROR: logging.ERROR,
               severity.WARNING: logging.WARNING, severity.INFO: logging.DEBUG, severity.VERBOSE: logging.DEBUG}
@@ -122,6 +123,9 @@ def _configure(trt, builder, network, config, request: BuildRequest) -> None:
     if request.hardware_compat == "ampere+":
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
     elif request.hardware_compat == "same-cc":
+        if not hasattr(trt.HardwareCompatibilityLevel, "SAME_COMPUTE_CAPABILITY"):  # added in TensorRT 10.9
+            raise RtresnetError(f"--hardware-compat same-cc needs TensorRT 10.9 or newer, this is {trt.__version__}; "
+                                f"use --hardware-compat ampere+ or upgrade TensorRT")
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
     if request.version_compat:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
@@ -130,7 +134,7 @@ def _configure(trt, builder, network, config, request: BuildRequest) -> None:
 def build_trt(request: BuildRequest, engine_path: Path) -> None:
     """Build a plain TensorRT plan from ``request.onnx_path`` into ``engine_path`` (a temporary path)."""
     trt = import_tensorrt()
-    logger = _make_logger(trt)
+    logger = make_logger(trt)
     builder = trt.Builder(logger)
     # One path for 10.x and 11.x; the enum's value differs between them, so never a literal.
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))

@@ -25,7 +25,8 @@ def parse_size(text: str) -> int:
 
 
 @click.command(context_settings={"show_default": True})
-@click.argument("model", required=False, type=click.Path(dir_okay=False))
+# MODEL and --output are plain strings: build_engine checks them and says what is wrong in one line.
+@click.argument("model", required=False)
 @click.option("--arch", help="Export this architecture first instead of reading MODEL (e.g. resnet50).")
 @click.option("--weights", help="With --arch: a named weight (IMAGENET1K_V2) or a checkpoint file.")
 @click.option("--fp16", "precision", flag_value="fp16", help="Convert an FP32 ONNX to FP16, then build.")
@@ -49,8 +50,8 @@ def parse_size(text: str) -> int:
 @click.option("--version-compat", is_flag=True, help="Let newer TensorRT versions (10 -> 11) load the engine.")
 @click.option("--tf32", is_flag=True, help="Let FP32 layers use TF32 math on Ampere+ (faster, ~1e-3 rel. error).")
 @click.option("--force", is_flag=True, help="Rebuild even when a matching engine exists.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Engine file [default: engines/<arch>_<precision>_b<min>-<max>_<backend>.engine|.onnx].")
+@click.option("-o", "--output",
+              help="Engine file [default: engines/<model>_<precision>_b<min>-<max>_<backend>.engine|.onnx].")
 def build(model, arch, weights, precision, backend, min_batch, opt_batch, max_batch, workspace, opt_level,
           timing_cache, dla_core, gpu_fallback, hardware_compat, version_compat, tf32, force, output,
           **calibration) -> None:

@@ -40,24 +40,26 @@ def predict(model: str, images: tuple[Path, ...], topk: int, as_json: bool, back
       rtresnet predict engines/resnet50.int8.engine cat.jpg dog.png --topk 3
       rtresnet predict resnet50 --weights IMAGENET1K_V2 photos/ --json
     """
+    from rtresnet.errors import RtresnetError
     from rtresnet.runtime import load, predict_files
     from rtresnet.runtime.predict import expand_paths
 
     options: dict = {}
     if threads is not None:
         options["threads"] = threads
-    if Path(model).is_file():
+    # RtresnetError, not click.UsageError: the CLI prints it as one `error:` line, without the usage block.
+    if Path(model).exists():  # a folder too: load() says what to give instead
         if any(v is not None for v in (weights, num_classes, input_size)) or in_channels != 3:
-            raise click.UsageError("--weights/--num-classes/--in-channels/--input-size apply to an arch name only; "
-                                   "a model file carries them")
+            raise RtresnetError("--weights/--num-classes/--in-channels/--input-size apply to an arch name only; "
+                                "a model file carries them")
     elif weights is None and not (Path(model).suffix or len(Path(model).parts) > 1):  # paths: load says not found
-        raise click.UsageError(f"{model!r} is not a file; an arch name needs --weights (a named weight such as "
-                               f"IMAGENET1K_V2, or a checkpoint file)")
+        raise RtresnetError(f"{model!r} is not a file; an arch name needs --weights (a named weight such as "
+                            f"IMAGENET1K_V2, or a checkpoint file)")
     else:
         options.update(weights=weights, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
     paths = expand_paths(images)
     if not paths:
-        raise click.UsageError("no image files found in the given folders")
+        raise RtresnetError(f"no image files found in {', '.join(str(p) for p in images)}")
     with load(model, backend=None if backend == "auto" else backend, device=device, **options) as runner:
         results = predict_files(runner, paths, topk=topk, batch_size=batch_size)
 

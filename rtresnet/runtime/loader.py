@@ -54,6 +54,8 @@ def load(path_or_arch: str | Path, *, backend: str | None = None, device: str | 
     target = Path(path_or_arch)
     if target.is_file():
         return _load_file(target, backend, device, options)
+    if target.is_dir():
+        raise RtresnetError(f"{target} is a folder; give a model file (.onnx, or an engine with its sidecar)")
     if target.suffix or len(target.parts) > 1 or target.exists():  # arch names have neither dots nor slashes
         raise RtresnetError(f"model file not found: {target}")
     if backend not in (None, "torch"):
@@ -64,7 +66,8 @@ def load(path_or_arch: str | Path, *, backend: str | None = None, device: str | 
 
 def _load_file(path: Path, backend: str | None, device: str | None, options: dict[str, Any]) -> Runner:
     if sidecar_path(path).is_file() or path.suffix.lower() in TRT_SUFFIXES:
-        sidecar = read_sidecar(path)
+        # The engine's sha256 is checked once: by TensorRT's load guard, or here for onnxruntime engines.
+        sidecar = read_sidecar(path, verify_hash=False)
         if backend not in (None, sidecar.backend):
             raise RtresnetError(f"{path} is an engine for {sidecar.backend}, not {backend}; load it with backend "
                                 f"{sidecar.backend} (or leave the backend out)")
@@ -74,6 +77,7 @@ def _load_file(path: Path, backend: str | None, device: str | None, options: dic
             return _construct(TrtRunner, path, sidecar, device=device, **options)
         from rtresnet.runtime.ort_runner import OrtRunner
 
+        sidecar = read_sidecar(path)  # this time with the sha256 check
         if device is None and "providers" not in options and sidecar.execution_providers:
             # an engine optimized for one provider (fused kernels) runs on the providers it was built for
             options = {**options, "providers": list(sidecar.execution_providers)}

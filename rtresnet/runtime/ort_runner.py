@@ -86,7 +86,8 @@ class OrtRunner(Runner):
         try:
             session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/NoSuchFile types
-            raise RtresnetError(f"onnxruntime cannot load {path}: {str(e).splitlines()[0]}") from None
+            raise RtresnetError(f"onnxruntime cannot load {path}: "
+                                f"{(str(e).splitlines() or [type(e).__name__])[0]}") from None
         if session.get_providers()[0] != main:
             raise RtresnetError(f"onnxruntime could not start {main} (it fell back to {session.get_providers()[0]}); "
                                 f"check the CUDA/TensorRT libraries or run with --device cpu")

@@ -6,6 +6,7 @@ device memory comes from PyTorch. ``tensorrt`` is imported lazily so that every 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -51,22 +52,30 @@ class TrtRunner(Runner):
         import torch
 
         from rtresnet.build.guard import check_engine_loadable
+        from rtresnet.build.trt_builder import make_logger
 
         path = Path(path)
         device = device or "cuda"
         if not device.startswith("cuda"):
             raise RtresnetError(f"TensorRT engines run on a CUDA device, not {device!r}; use --device cuda")
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
+            raise RtresnetError(f"bad device {device!r}; use cuda or cuda:N") from None
         if not torch.cuda.is_available():
             raise RtresnetError("this TensorRT engine needs a CUDA GPU and PyTorch sees none; on a CPU machine "
                                 "build and run an onnxruntime engine (rtresnet build --backend onnxruntime)")
         check_engine_loadable(sidecar, path)
         trt = import_tensorrt()
-        self._trt_logger = trt.Logger()
+        self._trt_logger = make_logger(trt)  # TensorRT's messages go through logging, not straight to stderr
         self._runtime = trt.Runtime(self._trt_logger)
         if version_compatible(sidecar):
             # a version-compatible plan embeds its lean runtime; TensorRT runs that host code only when allowed
             self._runtime.engine_host_code_allowed = True
-        engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        # TensorRT puts the engine and its context on the *current* CUDA device: make that the one asked for
+        with torch.cuda.device(dev) if dev.index is not None else contextlib.nullcontext():
+            engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+            context = engine.create_execution_context() if engine is not None else None
         if engine is None:
             raise RtresnetError(f"TensorRT could not deserialize {path} (see its log above); rebuild it on this "
                                 f"machine with `rtresnet build --force`")
@@ -87,11 +96,10 @@ class TrtRunner(Runner):
         super().__init__(info, spec, num_classes=num_classes, device=device, check_finite=check_finite,
                          max_batch=max_batch)
         self.path, self.sidecar, self.cuda_graph = path, sidecar, cuda_graph
-        dev = torch.device(device)
         # "cuda" and "cuda:0" compare unequal: pin the index so the zero-copy device check works
         self._dev = dev if dev.index is not None else torch.device("cuda", torch.cuda.current_device())
         self._engine = engine
-        self._context = engine.create_execution_context()
+        self._context = context
         if self._context is None:
             raise RtresnetError(f"TensorRT could not create an execution context for {path} (out of GPU memory?)")
         self._torch_in_dtype = getattr(torch, in_dtype)
@@ -114,7 +122,9 @@ class TrtRunner(Runner):
         with torch.cuda.stream(self._stream):
             if not in_place:
                 self._in_buf[:n].copy_(torch.from_numpy(x) if host else x)  # H2D, or D2D from another device
-            self._context.set_input_shape(self._in, tuple(x.shape))
+            if not self._context.set_input_shape(self._in, tuple(x.shape)):
+                raise RtresnetError(f"TensorRT refused input shape {tuple(x.shape)} for {self.path.name}; the "
+                                    f"engine takes {self.input_spec.describe()}")
             if self.cuda_graph:
                 self._replay(n)
             else:

@@ -26,6 +26,9 @@ test: venv
 demo: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash benchmarks/demo.sh
 
+bench: venv
+	$(BIN)/python benchmarks/resnet50_cpu.py --fp16 --wait-idle-s 900
+
 lint: venv
 	$(BIN)/ruff check rtresnet tests benchmarks
 

@@ -49,7 +49,8 @@ class TorchRunner(Runner):
         self.model = model.eval().to(dev, memory_format=self._memory_format)
 
     def _run(self, x: Any) -> Any:
-        t = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
+        # from_numpy warns on read-only arrays (datasets hand out read-only views); copy only those
+        t = (torch.from_numpy(x if x.flags.writeable else x.copy()) if isinstance(x, np.ndarray) else x)
         t = t.to(self._dev, memory_format=self._memory_format, non_blocking=True)
         with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=self._fp16):
             y = self.model(t)

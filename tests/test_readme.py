@@ -1,0 +1,31 @@
+"""The README's quick-start block runs as written, so the documented commands cannot drift."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def quickstart_block() -> str:
+    match = re.search(r"```sh quickstart\n(.*?)```", README.read_text(), re.S)
+    assert match, "README.md has no ```sh quickstart block"
+    return match.group(1)
+
+
+def test_readme_starts_with_the_two_setup_commands():
+    head = README.read_text().splitlines()[:8]
+    assert any(line.startswith("make demo") for line in head) and any(line.startswith("make test") for line in head)
+
+
+def test_quickstart_runs(tmp_path):
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", quickstart_block()], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # predict printed a top-3 for each of the 4 digit images, and the INT8 engine sits beside its sidecar
+    assert len(list((tmp_path / "digit_pngs").glob("*.png"))) == 4
+    assert (tmp_path / "digits_int8.onnx.json").is_file()
+    assert "onnxruntime" in result.stdout

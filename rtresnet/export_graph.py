@@ -11,7 +11,6 @@ import logging
 import warnings
 from collections import Counter
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -196,11 +195,4 @@ def _drop_unused_initializers(model) -> None:
 
 def tensor_specs(values) -> tuple[TensorSpec, ...]:
     """Graph inputs/outputs (``onnx.ValueInfoProto``) -> TensorSpec with ints for fixed and names for dynamic axes."""
-    from onnx.helper import tensor_dtype_to_np_dtype
-
-    specs = []
-    for v in values:
-        t = v.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in t.shape.dim)
-        specs.append(TensorSpec(name=v.name, shape=shape, dtype=np.dtype(tensor_dtype_to_np_dtype(t.elem_type)).name))
-    return tuple(specs)
+    return tuple(TensorSpec.from_value_info(v) for v in values)

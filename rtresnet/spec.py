@@ -166,3 +166,18 @@ class TensorSpec:
     @classmethod
     def from_dict(cls, d: dict) -> TensorSpec:
         return cls(name=d["name"], shape=tuple(d["shape"]), dtype=d["dtype"])
+
+    @classmethod
+    def from_value_info(cls, value) -> TensorSpec:  # value: onnx.ValueInfoProto
+        from onnx.helper import tensor_dtype_to_np_dtype
+
+        t = value.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim)
+        return cls(name=value.name, shape=shape, dtype=tensor_dtype_to_np_dtype(t.elem_type).name)
+
+
+def graph_io(graph) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:  # graph: onnx.GraphProto
+    """The graph's real inputs (initializers listed as inputs by old exporters excluded) and outputs."""
+    initializers = {t.name for t in graph.initializer}
+    inputs = tuple(TensorSpec.from_value_info(v) for v in graph.input if v.name not in initializers)
+    return inputs, tuple(TensorSpec.from_value_info(v) for v in graph.output)

@@ -49,15 +49,6 @@ def _check_graph(path: Path) -> Counter:
     return Counter(n.op_type for n in model.graph.node)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The test machine's two cores are shared by several test runs: OpenMP threads spin-waiting for a busy
-    core make two-thread PyTorch ~10x slower than one there. Timing is benchmarks/export_time.py's job."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="session")
 def out_dir(tmp_path_factory) -> Path:

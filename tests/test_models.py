@@ -47,14 +47,6 @@ TORCHVISION_LAYOUT = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine intra-op threads contend badly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def meta_model(arch: str, num_classes: int = 1000, in_channels: int = 3) -> ResNet:
     with torch.device("meta"):  # shapes only: building all ten archs costs no memory

@@ -27,16 +27,6 @@ from rtresnet.weights import (
     save_state_dict,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared 2-core machine intra-op threads contend badly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 
 

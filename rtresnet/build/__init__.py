@@ -27,7 +27,7 @@ from rtresnet.build.request import (
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
 from rtresnet.sidecar import Sidecar, read_sidecar, sidecar_path, write_sidecar
-from rtresnet.spec import ModelInfo, TensorSpec, read_model_info
+from rtresnet.spec import ModelInfo, TensorSpec, graph_io, read_model_info
 
 log = logging.getLogger(__name__)
 
@@ -83,18 +83,8 @@ def resolve_backend(backend: str) -> Target:
 
 def _graph_io(onnx_path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
     import onnx
-    from onnx.helper import tensor_dtype_to_np_dtype
 
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    initializers = {t.name for t in graph.initializer}
-
-    def spec(value) -> TensorSpec:
-        t = value.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim)
-        return TensorSpec(name=value.name, shape=shape, dtype=tensor_dtype_to_np_dtype(t.elem_type).name)
-
-    inputs = tuple(spec(v) for v in graph.input if v.name not in initializers)
-    return inputs, tuple(spec(v) for v in graph.output)
+    return graph_io(onnx.load(str(onnx_path), load_external_data=False).graph)
 
 
 def _export_path(arch: str, weights: str | None, folder: Path) -> Path:

@@ -1,6 +1,7 @@
 """Model inputs from wherever the user keeps them, for calibration and benchmarks.
 
-Sources: an image folder (recursive; ImageFolder class subfolders give labels), a .txt list of image paths,
+Sources: an image folder (recursive; ImageFolder class subfolders give labels, and synset-ID folders such as
+ImageNet's ``val/n01440764/`` give ImageNet-1K indices for ImageNet-labeled models), a .txt list of image paths,
 a .npy/.npz of already-preprocessed tensors, ``digits`` (the bundled real dataset) or ``synthetic``. Images
 are decoded and preprocessed with the model's own ``ModelInfo`` through ``rtresnet.preprocess``.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ log = logging.getLogger(__name__)
 
 SOURCES_HELP = "an image folder, a .txt list of image paths, a .npy/.npz file, 'digits' or 'synthetic'"
 SYNTHETIC_DEFAULT_SIZE = 64
+_SYNSET = re.compile(r"n\d{8}")  # a WordNet ID, as ImageNet names its class folders
 
 
 @dataclass(frozen=True, eq=False)  # arrays inside: compare fingerprints, not objects
@@ -136,8 +139,12 @@ def _class_indices(root: Path, paths: Sequence[Path], info: ModelInfo) -> dict[s
     if not all(len(p.relative_to(root).parts) == 2 for p in paths):
         return None
     names = sorted({p.relative_to(root).parts[0] for p in paths})
+    synsets = _imagenet_synset_indices(root, names, info)
+    if synsets is not None:
+        return synsets
     if info.labels:
         if all(n in info.labels for n in names):
+            log.info("%s: %d class folders matched to the model's labels by name", root, len(names))
             return {n: info.labels.index(n) for n in names}
         log.warning("class folders %s do not match the model's labels; loading %s without labels",
                     ", ".join(names[:5]) + (", ..." if len(names) > 5 else ""), root)
@@ -146,7 +153,28 @@ def _class_indices(root: Path, paths: Sequence[Path], info: ModelInfo) -> dict[s
         log.warning("%s has %d class folders but the model has %d classes; loading it without labels",
                     root, len(names), info.num_classes)
         return None
+    log.info("%s: %d class folders mapped to class indices in sorted name order", root, len(names))
     return {n: i for i, n in enumerate(names)}
+
+
+def _imagenet_synset_indices(root: Path, names: Sequence[str], info: ModelInfo) -> dict[str, int] | None:
+    """Folders named by WordNet ID (``val/n01440764/...``, any subset of ImageNet-1K) for a model whose labels
+    are the 1000 ImageNet class names: folder -> ImageNet class index. None when that layout or model is not it."""
+    if len(info.labels) != 1000 or not all(_SYNSET.fullmatch(n) for n in names):
+        return None
+    from rtresnet.weights import imagenet_classes, imagenet_synsets  # torch: only for this layout
+
+    if tuple(info.labels) != imagenet_classes():
+        return None
+    index = {s: i for i, s in enumerate(imagenet_synsets())}
+    unknown = [n for n in names if n not in index]
+    if unknown:
+        few = ", ".join(unknown[:5]) + (f", ... ({len(unknown)} in all)" if len(unknown) > 5 else "")
+        what = "is not an ImageNet-1K synset ID" if len(unknown) == 1 else "are not ImageNet-1K synset IDs"
+        raise RtresnetError(f"class folder{'s' if len(unknown) > 1 else ''} {few} in {root} {what} (the model's "
+                            "1000 classes); remove those folders, or label the images another way")
+    log.info("%s: %d class folders mapped to ImageNet-1K class indices by synset ID", root, len(names))
+    return {n: index[n] for n in names}
 
 
 def _list_items(path: Path) -> list[tuple[Path, int | None]]:

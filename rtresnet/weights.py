@@ -73,6 +73,19 @@ def imagenet_classes() -> tuple[str, ...]:
     return names
 
 
+@lru_cache(maxsize=1)
+def imagenet_synsets() -> tuple[str, ...]:
+    """The 1000 ImageNet-1K WordNet IDs ("n01440764", ...) in class-index order, parallel to imagenet_classes().
+
+    They are the ILSVRC-2012 folder names; the class indices are their sorted order.
+    """
+    text = resources.files("rtresnet").joinpath("data", "imagenet_synsets.txt").read_text(encoding="utf-8")
+    ids = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if len(ids) != 1000:
+        raise RtresnetError(f"packaged imagenet_synsets.txt has {len(ids)} IDs, expected 1000; reinstall rtresnet")
+    return ids
+
+
 # ---------------------------------------------------------------------------------------------- read and write
 
 

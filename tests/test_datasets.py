@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from rtresnet.datasets import load_dataset
 from rtresnet.digits import digits_info, digits_split, write_digit_images
 from rtresnet.errors import RtresnetError
 from rtresnet.spec import ModelInfo, Preprocessing
+from rtresnet.weights import imagenet_classes, imagenet_synsets
 
 INFO = digits_info()
 
@@ -108,3 +111,58 @@ def test_bad_sizes_and_unknown_files(tmp_path, caplog):
     (tmp_path / "data.csv").write_text("1,2")
     with pytest.raises(RtresnetError, match="cannot read data"):
         load_dataset(tmp_path / "data.csv", INFO)
+
+
+# ImageNet validation layout (valprep.sh): one folder per WordNet ID, here a 3-class subset.
+IMAGENET_INFO = ModelInfo(arch="resnet18", num_classes=1000, in_channels=3, input_size=(32, 32),
+                          preprocessing=Preprocessing.default(3, (32, 32), resize=32), labels=imagenet_classes())
+
+
+def _imagenet_folder(root, synsets, per_class=2):
+    rng = np.random.default_rng(0)
+    for synset in synsets:
+        (root / synset).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, size=(40, 48, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / synset / f"ILSVRC2012_val_{synset}_{i}.PNG")
+    return root
+
+
+def test_imagenet_synsets_are_the_sorted_wordnet_ids():
+    ids = imagenet_synsets()
+    assert len(ids) == 1000 and len(set(ids)) == 1000 and all(re.fullmatch(r"n\d{8}", s) for s in ids)
+    assert list(ids) == sorted(ids)  # ImageNet-1K class indices are the sorted synset IDs
+    assert (ids[0], ids[1], ids[999]) == ("n01440764", "n01443537", "n15075141")
+    classes = imagenet_classes()
+    assert (classes[0], classes[1], classes[999]) == ("tench", "goldfish", "toilet tissue")
+
+
+def test_imagenet_synset_folders_subset_get_imagenet_labels(tmp_path, caplog):
+    root = _imagenet_folder(tmp_path / "val", ["n01440764", "n01443537", "n15075141"])
+    with caplog.at_level(logging.INFO, logger="rtresnet.datasets"):
+        d = load_dataset(root, IMAGENET_INFO)
+    assert d.inputs.shape == (6, 3, 32, 32)
+    assert np.array_equal(d.labels, [0, 0, 1, 1, 999, 999])
+    assert sorted(set(d.labels.tolist())) == [0, 1, 999]
+    assert "synset ID" in caplog.text
+    # A seeded subsample keeps each image's own label.
+    small = load_dataset(root, IMAGENET_INFO, size=3, seed=1)
+    assert len(small) == 3 and set(small.labels.tolist()) <= {0, 1, 999}
+
+
+def test_imagenet_synset_folder_unknown_id_is_named(tmp_path):
+    root = _imagenet_folder(tmp_path / "val", ["n01440764", "n99999999"], per_class=1)
+    with pytest.raises(RtresnetError, match="n99999999.*not an ImageNet-1K synset ID"):
+        load_dataset(root, IMAGENET_INFO)
+
+
+def test_synset_folders_for_other_models_keep_the_old_rules(tmp_path):
+    root = _imagenet_folder(tmp_path / "val", ["n01440764", "n15075141"], per_class=1)
+    # No labels: sorted folder order, as before.
+    plain = ModelInfo(arch="resnet18", num_classes=10, in_channels=3, input_size=(32, 32),
+                      preprocessing=Preprocessing.default(3, (32, 32), resize=32))
+    assert np.array_equal(load_dataset(root, plain).labels, [0, 1])
+    # Labels that are the synset IDs themselves: matched by name, as before.
+    named = ModelInfo(arch="resnet18", num_classes=3, in_channels=3, input_size=(32, 32),
+                      preprocessing=plain.preprocessing, labels=("x", "n15075141", "n01440764"))
+    assert np.array_equal(load_dataset(root, named).labels, [2, 1])

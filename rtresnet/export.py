@@ -31,6 +31,7 @@ from rtresnet.spec import (
     ModelInfo,
     Preprocessing,
     TensorSpec,
+    resolve_preprocessing,
     write_model_info,
 )
 from rtresnet.weights import load_model
@@ -92,7 +93,7 @@ def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | P
         raise RtresnetError(f"{loaded.weights} weights carry their own preprocessing (resize "
                             f"{loaded.preprocessing.resize}, crop {loaded.preprocessing.crop[0]}); drop the custom "
                             "preprocessing (--resize/--crop/--mean/--std/--interpolation)")
-    prep = _resolve_preprocessing(preprocessing, loaded.preprocessing, loaded.in_channels, size)
+    prep = resolve_preprocessing(preprocessing, loaded.preprocessing, loaded.in_channels, size)
     info = ModelInfo(arch=arch, num_classes=loaded.num_classes, in_channels=loaded.in_channels, input_size=size,
                      preprocessing=prep, input_format=input_format, weights=loaded.weights,
                      weights_sha256=loaded.weights_sha256, labels=_resolve_labels(labels, loaded.labels,
@@ -178,23 +179,6 @@ def read_labels(path: str | Path) -> tuple[str, ...]:
     if "" in labels:
         raise RtresnetError(f"labels file {path} has an empty line {labels.index('') + 1}; one class name per line")
     return labels
-
-
-def _resolve_preprocessing(given: Preprocessing | None, from_weights: Preprocessing | None, in_channels: int,
-                           size: tuple[int, int]) -> Preprocessing:
-    if given is None and from_weights is not None and tuple(from_weights.crop) != size:
-        # Named weights at another input size: keep their resize/crop ratio.
-        resize = int(round(from_weights.resize * min(size) / min(from_weights.crop)))
-        log.info("scaling the weights' preprocessing to %dx%d: resize %d -> %d", *size, from_weights.resize, resize)
-        given = dataclasses.replace(from_weights, crop=size, resize=resize)
-    prep = given or from_weights or Preprocessing.default(in_channels, size)
-    if prep.channels != in_channels:
-        raise RtresnetError(f"preprocessing has {prep.channels} mean/std values but the model has {in_channels} "
-                            "input channels; give one value per channel")
-    if tuple(prep.crop) != size:
-        raise RtresnetError(f"preprocessing crops {prep.crop[0]}x{prep.crop[1]} but the input size is "
-                            f"{size[0]}x{size[1]}; make them equal")
-    return prep
 
 
 def _resolve_labels(given: Sequence[str] | None, from_weights: tuple[str, ...], num_classes: int) -> tuple[str, ...]:

@@ -7,11 +7,14 @@ runtime, bench) reads it back with ``read_model_info`` instead of asking the use
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from rtresnet.errors import RtresnetError
+
+log = logging.getLogger(__name__)
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -78,6 +81,25 @@ class Preprocessing:
         d["mean"] = tuple(d["mean"])
         d["std"] = tuple(d["std"])
         return cls(**d)
+
+
+def resolve_preprocessing(given: Preprocessing | None, from_weights: Preprocessing | None, in_channels: int,
+                          size: tuple[int, int]) -> Preprocessing:
+    """The one rule for a model's preprocessing: the user's statement, else the weights' own (at another input size
+    its resize keeps the same ratio to the crop), else ``Preprocessing.default``. Export, the PyTorch baseline and
+    bench all call this, so every backend of one model sees the same pixels."""
+    if given is None and from_weights is not None and tuple(from_weights.crop) != tuple(size):
+        resize = int(round(from_weights.resize * min(size) / min(from_weights.crop)))
+        log.info("scaling the weights' preprocessing to %dx%d: resize %d -> %d", *size, from_weights.resize, resize)
+        given = replace(from_weights, crop=tuple(size), resize=resize)  # type: ignore[arg-type]
+    prep = given or from_weights or Preprocessing.default(in_channels, tuple(size))  # type: ignore[arg-type]
+    if prep.channels != in_channels:
+        raise RtresnetError(f"preprocessing has {prep.channels} mean/std values but the model has {in_channels} "
+                            "input channels; give one value per channel")
+    if tuple(prep.crop) != tuple(size):
+        raise RtresnetError(f"preprocessing crops {prep.crop[0]}x{prep.crop[1]} but the input size is "
+                            f"{size[0]}x{size[1]}; make them equal")
+    return prep
 
 
 @dataclass(frozen=True)

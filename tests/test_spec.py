@@ -114,3 +114,15 @@ def test_preprocess_images_bgr_input():
     batch = preprocess_images([Image.new("RGB", (300, 260), (10, 20, 30))], info)
     assert batch.shape == (1, 224, 224, 3) and batch.dtype == np.uint8
     assert tuple(batch[0, 100, 100]) == (30, 20, 10)
+
+
+def test_one_preprocessing_rule_scales_named_weights_to_other_sizes():
+    from rtresnet.spec import resolve_preprocessing
+
+    named = Preprocessing(resize=232, crop=(224, 224), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    assert resolve_preprocessing(None, named, 3, (224, 224)) == named
+    scaled = resolve_preprocessing(None, named, 3, (112, 112))
+    assert scaled.crop == (112, 112) and scaled.resize == 116 and scaled.mean == named.mean
+    assert resolve_preprocessing(None, None, 1, (32, 32)) == Preprocessing.default(1, (32, 32))
+    with pytest.raises(RtresnetError, match="input channels"):
+        resolve_preprocessing(named, None, 1, (224, 224))

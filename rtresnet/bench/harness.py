@@ -30,7 +30,7 @@ from rtresnet.bench.stats import UNSTABLE_COV, LatencyStats
 from rtresnet.bench.timing import DEVICE_SCOPE, HOST_SCOPE, TimingConfig, time_device, time_host
 from rtresnet.errors import RtresnetError
 from rtresnet.progress import track
-from rtresnet.spec import ModelInfo, Preprocessing
+from rtresnet.spec import ModelInfo, Preprocessing, resolve_preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -90,15 +90,11 @@ def _arch_model(arch: str, weights: str | Path | None, num_classes: int | None, 
         log.info("no weights given: benchmarking random weights (%s)", weights)
     loaded = load_model(arch, weights=weights, num_classes=num_classes, in_channels=in_channels)
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-    if preprocessing is None:
-        if loaded.preprocessing is not None and tuple(loaded.preprocessing.crop) == size:
-            preprocessing = loaded.preprocessing
-        elif str(data) == "digits":
-            from rtresnet.digits import DIGITS_PREPROCESSING
+    if preprocessing is None and loaded.preprocessing is None and str(data) == "digits":
+        from rtresnet.digits import DIGITS_PREPROCESSING
 
-            preprocessing = DIGITS_PREPROCESSING
-        else:
-            preprocessing = Preprocessing.default(loaded.in_channels, size)  # type: ignore[arg-type]
+        preprocessing = DIGITS_PREPROCESSING  # the digits data only make sense preprocessed as in training
+    preprocessing = resolve_preprocessing(preprocessing, loaded.preprocessing, loaded.in_channels, size)
     info = ModelInfo(arch=arch, num_classes=loaded.num_classes, in_channels=loaded.in_channels,
                      input_size=size, preprocessing=preprocessing, weights=loaded.weights,
                      weights_sha256=loaded.weights_sha256, labels=loaded.labels, rtresnet_version=__version__)

@@ -17,7 +17,7 @@ from typing import Any
 from rtresnet.errors import RtresnetError
 from rtresnet.runtime.base import Runner
 from rtresnet.sidecar import read_sidecar, sidecar_path
-from rtresnet.spec import ModelInfo, Preprocessing
+from rtresnet.spec import ModelInfo, Preprocessing, resolve_preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +113,7 @@ def load_torch(arch: str, *, weights: str | Path | None = None, num_classes: int
         size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
         if len(size) != 2:
             raise RtresnetError(f"input_size takes one or two integers (H, W), got {input_size}")
-    if preprocessing is None:
-        named = loaded.preprocessing
-        preprocessing = named if named and tuple(named.crop) == size else Preprocessing.default(loaded.in_channels,
-                                                                                               size)
+    preprocessing = resolve_preprocessing(preprocessing, loaded.preprocessing, loaded.in_channels, size)
     info = ModelInfo(arch=loaded.arch, num_classes=loaded.num_classes, in_channels=loaded.in_channels,
                      input_size=size, preprocessing=preprocessing, weights=loaded.weights,
                      weights_sha256=loaded.weights_sha256, labels=tuple(labels or loaded.labels),

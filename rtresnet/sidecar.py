@@ -11,7 +11,7 @@ from typing import Literal
 
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_write_text, sha256_file
-from rtresnet.spec import ModelInfo, Preprocessing, TensorSpec
+from rtresnet.spec import ModelInfo, TensorSpec
 
 SCHEMA = "rtresnet.engine-sidecar"
 SCHEMA_VERSION = 1
@@ -43,8 +43,7 @@ class Sidecar:
 
     def to_json(self) -> str:
         d = asdict(self)
-        d["model"] = json.loads(json.dumps({k[len("rtresnet."):]: json.loads(v)
-                                            for k, v in self.model.to_metadata().items()}))
+        d["model"] = self.model.to_dict()
         d["inputs"] = [t.to_dict() for t in self.inputs]
         d["outputs"] = [t.to_dict() for t in self.outputs]
         return json.dumps({"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **d}, indent=2, sort_keys=True)
@@ -61,12 +60,8 @@ class Sidecar:
             raise RtresnetError(f"{source} has schema version {d.get('schema_version')}; this rtresnet reads "
                                 f"version {SCHEMA_VERSION}: rebuild the engine")
         try:
-            m = d["model"]
-            m["preprocessing"] = Preprocessing.from_dict(m["preprocessing"])
-            m["input_size"] = tuple(m["input_size"])
-            m["labels"] = tuple(m.get("labels") or ())
             values = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-            values["model"] = ModelInfo(**m)
+            values["model"] = ModelInfo.from_dict(d["model"])
             values["inputs"] = tuple(TensorSpec.from_dict(t) for t in d["inputs"])
             values["outputs"] = tuple(TensorSpec.from_dict(t) for t in d["outputs"])
             values["execution_providers"] = tuple(d.get("execution_providers") or ())

@@ -128,10 +128,20 @@ class ModelInfo:
     def label(self, index: int) -> str:
         return self.labels[index] if index < len(self.labels) else str(index)
 
+    def to_dict(self) -> dict:
+        return asdict(self)  # nested Preprocessing included
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelInfo:
+        """Inverse of ``to_dict`` (also after a JSON round trip, which turns tuples into lists)."""
+        values = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        values["preprocessing"] = Preprocessing.from_dict(values["preprocessing"])
+        values["input_size"] = tuple(values["input_size"])
+        values["labels"] = tuple(values.get("labels") or ())
+        return cls(**values)
+
     def to_metadata(self) -> dict[str, str]:
-        d = asdict(self)
-        d["preprocessing"] = self.preprocessing.to_dict()
-        return {META_PREFIX + k: json.dumps(v, sort_keys=True) for k, v in d.items()}
+        return {META_PREFIX + k: json.dumps(v, sort_keys=True) for k, v in self.to_dict().items()}
 
     @classmethod
     def from_metadata(cls, props: dict[str, str]) -> ModelInfo:
@@ -139,11 +149,7 @@ class ModelInfo:
         if "arch" not in d:
             raise RtresnetError("this ONNX model has no rtresnet metadata; export it with `rtresnet export` first")
         try:
-            values = {k: json.loads(v) for k, v in d.items() if k in cls.__dataclass_fields__}
-            values["preprocessing"] = Preprocessing.from_dict(values["preprocessing"])
-            values["input_size"] = tuple(values["input_size"])
-            values["labels"] = tuple(values.get("labels") or ())
-            return cls(**values)
+            return cls.from_dict({k: json.loads(v) for k, v in d.items()})
         except (KeyError, TypeError, ValueError) as e:
             raise RtresnetError(f"malformed rtresnet metadata in ONNX model: {e}") from None
 

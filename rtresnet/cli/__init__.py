@@ -63,7 +63,7 @@ class LazyGroup(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             msg = str(e) if isinstance(e, RtresnetError) else f"{type(e).__name__}: {e}"
-            click.echo(f"error: {msg}".splitlines()[0] if "\n" in msg else f"error: {msg}", err=True)
+            click.echo(f"error: {msg}".splitlines()[0], err=True)
             if not isinstance(e, RtresnetError):
                 click.echo("(unexpected error; run with --debug for the traceback)", err=True)
             ctx.exit(1)

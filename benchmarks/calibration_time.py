@@ -23,15 +23,16 @@ import numpy as np
 
 def latency_ms(path: Path, runs: int) -> float:
     from rtresnet.precision.report import session
+    from rtresnet.spec import INPUT_NAME
 
     sess = session(path)
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     for _ in range(5):
-        sess.run(None, {"input": x})
+        sess.run(None, {INPUT_NAME: x})
     samples = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        sess.run(None, {"input": x})
+        sess.run(None, {INPUT_NAME: x})
         samples.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(samples)
 

@@ -18,8 +18,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-GPU_BACKENDS = ["torch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-cl", "onnxruntime-cuda", "onnxruntime-cuda-fp16",
-                "tensorrt", "tensorrt-fp16", "tensorrt-int8"]
+from rtresnet.bench.backends import GPU_BACKENDS
 
 
 def device_table(report) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 from rtresnet.bench import TimingConfig, markdown_text, rich_table, run, write_reports
 from rtresnet.cli.ui import setup_logging
 from rtresnet.environment import cpu_info
+from rtresnet.fileutil import atomic_write_text
 
 TARGETS = {"onnxruntime-int8": 5.0, "onnxruntime": 1.7}  # min speedup vs torch at batch 1
 
@@ -114,8 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.out / f"resnet50_cpu_{datetime.now(timezone.utc):%Y-%m-%d}_{machine_slug()}"
     write_reports(report, json_path=stem.with_suffix(".json"), plot_path=stem.with_suffix(".png"))
-    from rtresnet.fileutil import atomic_write_text
-
     md = markdown_text(report) + "\nTargets (issue 7, batch 1):\n\n" + "\n".join(lines) + "\n\nReproduce: `python " \
         f"benchmarks/resnet50_cpu.py{' --quick' if args.quick else ''}{' --fp16' if args.fp16 else ''}`\n"
     atomic_write_text(stem.with_suffix(".md"), md)

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from rtresnet.cli.ui import setup_logging
-from rtresnet.environment import cpu_info, package_version
+from rtresnet.environment import cpu_info, versions
+from rtresnet.fileutil import atomic_write_text
 
 
 def bare_session(onnx_path: Path, threads: int):
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     paired_pct = (statistics.median(ratios) - 1) * 100
     cpu = cpu_info()
     print(f"runner overhead: {args.arch} {args.input_size}x{args.input_size} batch {args.batch}, onnxruntime "
-          f"{package_version('onnxruntime')} CPU, {args.threads} threads, {cpu['model']} ({cpu['usable_cores']} "
+          f"{versions()['onnxruntime']} CPU, {args.threads} threads, {cpu['model']} ({cpu['usable_cores']} "
           f"usable cores); {args.rounds} rounds x {args.iters} calls per side, interleaved")
     for side, label in (("bare", "bare InferenceSession.run"), ("runner", "OrtRunner.infer")):
         print(f"  {label:<26} median {med[side]:8.3f} ms   p90 {percentile(times[side], 90):8.3f} ms")
@@ -121,11 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  contract cost per call (backend call replaced by a no-op): {contract_us:.1f} us = "
           f"{contract_us / 1e3 / med['bare'] * 100:.3f} % of the bare median")
     if args.json:
-        args.json.write_text(json.dumps({"arch": args.arch, "input_size": args.input_size, "batch": args.batch,
-                                         "threads": args.threads, "rounds": args.rounds, "iters": args.iters,
-                                         "bare_median_ms": med["bare"], "runner_median_ms": med["runner"],
-                                         "overhead_pct": overhead_pct, "paired_overhead_pct": paired_pct,
-                                         "contract_us": contract_us}, indent=2))
+        figures = {"arch": args.arch, "input_size": args.input_size, "batch": args.batch, "threads": args.threads,
+                   "rounds": args.rounds, "iters": args.iters, "bare_median_ms": med["bare"],
+                   "runner_median_ms": med["runner"], "overhead_pct": overhead_pct,
+                   "paired_overhead_pct": paired_pct, "contract_us": contract_us}
+        atomic_write_text(args.json, json.dumps(figures, indent=2))
     return 1 if args.check and overhead_pct > args.budget_pct else 0
 
 

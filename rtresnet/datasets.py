@@ -110,16 +110,21 @@ def _digits(info: ModelInfo, split: str) -> tuple[np.ndarray, np.ndarray, str]:
     return inputs, labels, f"digits {split} split"
 
 
-def _synthetic(info: ModelInfo, size: int, seed: int) -> Dataset:
+def random_inputs(info: ModelInfo, n: int, seed: int = 0) -> np.ndarray:
+    """Seeded random 8-bit images through the model's own preprocessing: model inputs whose values span the
+    range real images have, with no data needed."""
     from rtresnet.preprocess import pixels_to_input
 
-    log.warning("SYNTHETIC DATA: %d random images; calibration ranges and accuracy figures from them are "
-                "meaningless (use real images for anything but timing)", size)
     h, w = info.input_size
     channels = info.preprocessing.channels if info.input_format == "float-nchw" else 3
-    # Random pixels through the model's own preprocessing, so values span the range real images have.
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(size, h, w, channels), dtype=np.uint8)
-    return _dataset(pixels_to_input(pixels, info), None, f"synthetic ({size} random images, seed {seed})",
+    pixels = np.random.default_rng(seed).integers(0, 256, size=(n, h, w, channels), dtype=np.uint8)
+    return pixels_to_input(pixels, info)
+
+
+def _synthetic(info: ModelInfo, size: int, seed: int) -> Dataset:
+    log.warning("SYNTHETIC DATA: %d random images; calibration ranges and accuracy figures from them are "
+                "meaningless (use real images for anything but timing)", size)
+    return _dataset(random_inputs(info, size, seed), None, f"synthetic ({size} random images, seed {seed})",
                     synthetic=True)
 
 

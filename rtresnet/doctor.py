@@ -83,12 +83,12 @@ def diagnose() -> DoctorReport:
 
     cpu = cpu_info()
     gpu = gpu_info()
-    warnings: list[str] = []
+    notes: list[str] = []
     torch_version, torch_cuda = _torch_versions()
     ort_cpu, ort_gpu = package_version("onnxruntime"), package_version("onnxruntime-gpu")
     if ort_cpu and ort_gpu:
-        warnings.append("onnxruntime and onnxruntime-gpu are both installed and overwrite each other's files; "
-                        f"keep one: {ORT_GPU_SWITCH}")
+        notes.append("onnxruntime and onnxruntime-gpu are both installed and overwrite each other's files; "
+                     f"keep one: {ORT_GPU_SWITCH}")
     ort_package = " + ".join(n for n, v in (("onnxruntime", ort_cpu), ("onnxruntime-gpu", ort_gpu)) if v) or None
     providers = _ort_providers()
     trt = tensorrt_version()
@@ -107,9 +107,8 @@ def diagnose() -> DoctorReport:
         rtresnet=__version__, python=platform.python_version(), platform=platform.platform(terse=True),
         torch=torch_version, torch_cuda=torch_cuda, onnx=package_version("onnx"),
         onnxruntime=ort_cpu or ort_gpu, onnxruntime_package=ort_package, ort_providers=providers, tensorrt=trt,
-        cpu=CpuReport(model=cpu["model"], arch=cpu["arch"], logical_cores=cpu["logical_cores"],
-                      usable_cores=cpu["usable_cores"], isa=tuple(cpu["isa"])),
-        gpu=gpu_report, backends=backends, warnings=tuple(warnings))
+        cpu=CpuReport(**{**cpu, "isa": tuple(cpu["isa"])}), gpu=gpu_report, backends=backends,
+        warnings=tuple(notes))
 
 
 def _torch_versions() -> tuple[str | None, str | None]:

@@ -8,6 +8,7 @@ The file is verified against PyTorch eager in onnxruntime before it is renamed i
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -20,9 +21,9 @@ import torch
 from rtresnet import __version__
 from rtresnet.compare import Comparison
 from rtresnet.errors import RtresnetError
-from rtresnet.export_graph import Uint8Input, fuse_batchnorm, tensor_specs, trace_to_onnx
+from rtresnet.export_graph import Uint8Input, fuse_batchnorm, trace_to_onnx
 from rtresnet.export_verify import verification_batches, verify_onnx
-from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
+from rtresnet.fileutil import atomic_path, check_output_path
 from rtresnet.models import get_arch
 from rtresnet.spec import (
     INPUT_FORMATS,
@@ -31,6 +32,7 @@ from rtresnet.spec import (
     ModelInfo,
     Preprocessing,
     TensorSpec,
+    graph_io,
     resolve_preprocessing,
     write_model_info,
 )
@@ -112,7 +114,10 @@ def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | P
     comparison = None
     path.parent.mkdir(parents=True, exist_ok=True)  # only the default folder can be missing here
     with atomic_path(path) as tmp:
-        tmp.write_bytes(model.SerializeToString())
+        data = model.SerializeToString()
+        tmp.write_bytes(data)
+        sha256 = hashlib.sha256(data).hexdigest()  # of the bytes just written: no read-back of up to 500 MB
+        del data  # not held through verification
         # On the file, not the proto: the Python API would copy the weights to check them.
         onnx.checker.check_model(str(tmp), full_check=True)
         if verify:
@@ -121,9 +126,10 @@ def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | P
                 raise RtresnetError(f"exported ONNX does not match PyTorch: {comparison.summary()}; nothing was "
                                     "written (run with --debug for the details)")
     seconds = time.perf_counter() - start
-    result = ExportResult(path=path, sha256=sha256_file(path), opset=opset, info=info,
-                          inputs=tensor_specs(model.graph.input), outputs=tensor_specs(model.graph.output),
-                          verification=comparison, seconds=seconds, max_batch=max_batch)
+    inputs, outputs = graph_io(model.graph)
+    result = ExportResult(path=path, sha256=sha256, opset=opset, info=info,
+                          inputs=inputs, outputs=outputs, verification=comparison, seconds=seconds,
+                          max_batch=max_batch)
     log.debug("exported %s to %s in %.1f s", arch, path, seconds)
     return result
 

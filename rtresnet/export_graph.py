@@ -11,12 +11,14 @@ import logging
 import warnings
 from collections import Counter
 
+import onnx
 import torch
+from onnx import numpy_helper
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from rtresnet.errors import RtresnetError
-from rtresnet.spec import BATCH_DIM, INPUT_NAME, OUTPUT_NAME, Preprocessing, TensorSpec
+from rtresnet.spec import BATCH_DIM, INPUT_NAME, OUTPUT_NAME, Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,7 @@ class Uint8Input(nn.Module):
         return self.model(x)
 
 
-def trace_to_onnx(module: nn.Module, example: torch.Tensor, *, opset: int, dynamic_batch: bool):
+def trace_to_onnx(module: nn.Module, example: torch.Tensor, *, opset: int, dynamic_batch: bool) -> onnx.ModelProto:
     """Export ``module`` (already fused, eval mode) and return the tidied ``onnx.ModelProto``.
 
     Exporter choice: the TorchScript exporter (``dynamo=False``). For these static, convolution-only graphs it
@@ -86,8 +88,6 @@ def trace_to_onnx(module: nn.Module, example: torch.Tensor, *, opset: int, dynam
     slower on ResNet-50, emits opset 18 and then fails to down-convert it to 17 (it silently keeps 18), and
     lowers the pooling to ReduceMean+Reshape. Its deprecation warning is silenced on purpose.
     """
-    import onnx
-
     buf = io.BytesIO()
     axes = {INPUT_NAME: {0: BATCH_DIM}, OUTPUT_NAME: {0: BATCH_DIM}} if dynamic_batch else None
     with warnings.catch_warnings(), torch.no_grad():
@@ -110,15 +110,13 @@ def trace_to_onnx(module: nn.Module, example: torch.Tensor, *, opset: int, dynam
     return model
 
 
-def _infer_shapes(model) -> None:
+def _infer_shapes(model: onnx.ModelProto) -> None:
     """Record the shape of every intermediate tensor (TensorRT and onnxruntime's optimizers use them), strictly.
 
     Inference runs on a weightless copy whose initializers are declared as inputs of the same type and shape:
     the result is the same, but onnx's Python API would otherwise copy the weights through protobuf four times
     (5-15 s for the 500 MB wide_resnet101_2, milliseconds this way).
     """
-    import onnx
-
     light = onnx.ModelProto()
     light.CopyFrom(model)
     graph = light.graph
@@ -131,7 +129,7 @@ def _infer_shapes(model) -> None:
     model.graph.value_info.extend(inferred.graph.value_info)
 
 
-def _strip_scope(model, scope: str) -> None:
+def _strip_scope(model: onnx.ModelProto, scope: str) -> None:
     """Rename ``/scope/conv1/Conv`` -> ``/conv1/Conv`` and ``scope.conv1.weight`` -> ``conv1.weight``, so the
     wrapped model's nodes and weights keep the names they have in a float-input export (exclude lists, and
     per-layer reports of later stages, then work for every input format)."""
@@ -150,7 +148,7 @@ def _strip_scope(model, scope: str) -> None:
         value.name = rename(value.name)
 
 
-def _drop_identities(model) -> None:
+def _drop_identities(model: onnx.ModelProto) -> None:
     """Remove Identity nodes. The exporter inserts them where two folded constants are equal (all-zero fused
     biases of an untrained model) to share one initializer; consumers can read the initializer directly."""
     graph = model.graph
@@ -168,11 +166,9 @@ def _drop_identities(model) -> None:
     graph.node.extend(keep)
 
 
-def _constants_to_initializers(model) -> None:
+def _constants_to_initializers(model: onnx.ModelProto) -> None:
     """Constant nodes (the uint8 wrapper's mean/std/scale/channel order) become named initializers, as the
     folded weights are: one kind of constant in the graph, and quantizers/TensorRT see them as weights."""
-    from onnx import numpy_helper
-
     graph = model.graph
     consts = [n for n in graph.node if n.op_type == "Constant" and len(n.attribute) == 1
               and n.attribute[0].name == "value"]
@@ -184,15 +180,10 @@ def _constants_to_initializers(model) -> None:
     graph.node.extend(keep)
 
 
-def _drop_unused_initializers(model) -> None:
+def _drop_unused_initializers(model: onnx.ModelProto) -> None:
     graph = model.graph
     used = {name for n in graph.node for name in n.input} | {o.name for o in graph.output}
     keep = [init for init in graph.initializer if init.name in used]
     if len(keep) != len(graph.initializer):
         del graph.initializer[:]
         graph.initializer.extend(keep)
-
-
-def tensor_specs(values) -> tuple[TensorSpec, ...]:
-    """Graph inputs/outputs (``onnx.ValueInfoProto``) -> TensorSpec with ints for fixed and names for dynamic axes."""
-    return tuple(TensorSpec.from_value_info(v) for v in values)

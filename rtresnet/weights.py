@@ -25,7 +25,7 @@ from torch import nn
 
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_path, sha256_file
-from rtresnet.models.pretrained import NamedWeights, find_named_weights, looks_like_weight_name, named_weights
+from rtresnet.models.pretrained import NamedWeights, find_named_weights, looks_like_weight_name
 from rtresnet.models.registry import ArchSpec, get_arch, inspect_state_dict
 from rtresnet.progress import track
 from rtresnet.spec import Preprocessing
@@ -66,11 +66,7 @@ def rtresnet_home() -> Path:
 @lru_cache(maxsize=1)
 def imagenet_classes() -> tuple[str, ...]:
     """The 1000 ImageNet-1K class names in torchvision's order (index = logit position)."""
-    text = resources.files("rtresnet").joinpath("data", "imagenet_classes.txt").read_text(encoding="utf-8")
-    names = tuple(line for line in text.splitlines() if line)
-    if len(names) != 1000:
-        raise RtresnetError(f"packaged imagenet_classes.txt has {len(names)} names, expected 1000; reinstall rtresnet")
-    return names
+    return _imagenet_list("imagenet_classes.txt", "names")
 
 
 @lru_cache(maxsize=1)
@@ -79,11 +75,16 @@ def imagenet_synsets() -> tuple[str, ...]:
 
     They are the ILSVRC-2012 folder names; the class indices are their sorted order.
     """
-    text = resources.files("rtresnet").joinpath("data", "imagenet_synsets.txt").read_text(encoding="utf-8")
-    ids = tuple(line.strip() for line in text.splitlines() if line.strip())
-    if len(ids) != 1000:
-        raise RtresnetError(f"packaged imagenet_synsets.txt has {len(ids)} IDs, expected 1000; reinstall rtresnet")
-    return ids
+    return _imagenet_list("imagenet_synsets.txt", "IDs")
+
+
+def _imagenet_list(file_name: str, what: str) -> tuple[str, ...]:
+    """One entry per non-blank line of a packaged ``rtresnet/data`` file, exactly 1000 of them."""
+    text = resources.files("rtresnet").joinpath("data", file_name).read_text(encoding="utf-8")
+    items = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if len(items) != 1000:
+        raise RtresnetError(f"packaged {file_name} has {len(items)} {what}, expected 1000; reinstall rtresnet")
+    return items
 
 
 # ---------------------------------------------------------------------------------------------- read and write
@@ -287,9 +288,7 @@ def _resolve_named(arch: str, weights: str | Path) -> NamedWeights | None:
     text = str(weights)
     if isinstance(weights, Path) or Path(text).exists() or not looks_like_weight_name(text):
         return None
-    if not named_weights(arch):
-        raise RtresnetError(f"{arch} has no published weights named {text!r}; pass a checkpoint file path")
-    return find_named_weights(arch, text)
+    return find_named_weights(arch, text)  # its error lists what is available ("none") and suggests a file path
 
 
 def _source(named: NamedWeights | None, path: Path) -> str:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from rtresnet.environment import gpu_info
 from rtresnet.errors import RtresnetError
 from rtresnet.spec import ModelInfo
 
@@ -47,7 +47,6 @@ BACKENDS: dict[str, BackendSpec] = {s.name: s for s in (
     BackendSpec("tensorrt-int8", "tensorrt", "int8", "cuda",
                 description="TensorRT INT8 engine (explicit Q/DQ, FP16 elsewhere)"),
 )}
-CPU_BACKENDS = ("torch", "onnxruntime", "onnxruntime-fp16", "onnxruntime-int8")
 GPU_BACKENDS = ("torch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-cl", "onnxruntime-cuda", "onnxruntime-cuda-fp16",
                 "tensorrt", "tensorrt-fp16", "tensorrt-int8")
 
@@ -64,19 +63,9 @@ def parse_backends(names: str | list[str] | tuple[str, ...]) -> tuple[BackendSpe
     return tuple(BACKENDS[n] for n in items)
 
 
-@lru_cache(maxsize=1)
-def cuda_available() -> bool:
-    try:
-        import torch
-
-        return torch.cuda.is_available()
-    except Exception:  # a broken CUDA install must not break CPU runs
-        return False
-
-
 def unavailable_reason(spec: BackendSpec) -> str | None:
     """Why ``spec`` cannot run on this machine, or None when it can."""
-    if spec.device == "cuda" and not cuda_available():
+    if spec.device == "cuda" and gpu_info() is None:
         return "no CUDA GPU visible to PyTorch"
     if spec.runtime == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
         return "TensorRT is not installed (pip install 'rtresnet[gpu]')"
@@ -91,24 +80,23 @@ def unavailable_reason(spec: BackendSpec) -> str | None:
 class Workspace:
     """Produces each backend's artifact once in ``work_dir``: FP32 ONNX -> FP16/INT8 ONNX -> engine."""
 
-    def __init__(self, work_dir: Path, *, arch: str, weights: str | Path | None, info: ModelInfo,
-                 max_batch: int, calib_data: str | Path, calib_size: int, calib_method: str = "entropy",
-                 seed: int = 0) -> None:
+    def __init__(self, work_dir: Path, *, weights: str | Path | None, info: ModelInfo, max_batch: int,
+                 calib_data: str | Path, calib_size: int, calib_method: str = "entropy", seed: int = 0) -> None:
         self.work_dir = Path(work_dir)
-        self.arch, self.weights, self.info = arch, weights, info
+        self.weights, self.info = weights, info
         self.max_batch, self.calib_data, self.calib_size, self.seed = max_batch, calib_data, calib_size, seed
         self.calib_method = calib_method
         self._fp32: Path | None = None
 
     def fp32_onnx(self) -> Path:
-        path = self.work_dir / f"{self.arch}.onnx"
+        path = self.work_dir / f"{self.info.arch}.onnx"
         if self._fp32 is None and path.is_file() and self._same_model(path):
             log.info("reusing %s (same weights, size and preprocessing)", path)
             self._fp32 = path
         if self._fp32 is None:
             from rtresnet.export import export_onnx
 
-            result = export_onnx(self.arch, path, weights=self.weights,
+            result = export_onnx(self.info.arch, path, weights=self.weights,
                                  num_classes=self.info.num_classes, in_channels=self.info.in_channels,
                                  input_size=self.info.input_size, preprocessing=self.info.preprocessing,
                                  labels=self.info.labels or None, verify=False)

@@ -30,7 +30,7 @@ from rtresnet.bench.stats import UNSTABLE_COV, LatencyStats
 from rtresnet.bench.timing import DEVICE_SCOPE, HOST_SCOPE, TimingConfig, time_device, time_host
 from rtresnet.errors import RtresnetError
 from rtresnet.progress import track
-from rtresnet.spec import ModelInfo, Preprocessing, resolve_preprocessing
+from rtresnet.spec import ModelInfo, Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def _sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
 def _arch_model(arch: str, weights: str | Path | None, num_classes: int | None, in_channels: int,
                 input_size: int | tuple[int, int], preprocessing: Preprocessing | None, data: str,
                 work_dir: Path) -> tuple[_Model, Any]:
-    from rtresnet import __version__
+    from rtresnet.runtime.loader import baseline_info
     from rtresnet.weights import load_model, save_state_dict
 
     if weights is None:
@@ -89,16 +89,12 @@ def _arch_model(arch: str, weights: str | Path | None, num_classes: int | None, 
             save_state_dict(create_model(arch, num_classes=num_classes, in_channels=in_channels), weights)
         log.info("no weights given: benchmarking random weights (%s)", weights)
     loaded = load_model(arch, weights=weights, num_classes=num_classes, in_channels=in_channels)
-    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     if preprocessing is None and loaded.preprocessing is None and str(data) == "digits":
         from rtresnet.digits import DIGITS_PREPROCESSING
 
         preprocessing = DIGITS_PREPROCESSING  # the digits data only make sense preprocessed as in training
-    preprocessing = resolve_preprocessing(preprocessing, loaded.preprocessing, loaded.in_channels, size)
-    info = ModelInfo(arch=arch, num_classes=loaded.num_classes, in_channels=loaded.in_channels,
-                     input_size=size, preprocessing=preprocessing, weights=loaded.weights,
-                     weights_sha256=loaded.weights_sha256, labels=loaded.labels, rtresnet_version=__version__)
-    return _Model(info=info, weights=weights), loaded.model
+    # the same ModelInfo the torch backend's runner gets from load_torch
+    return _Model(info=baseline_info(loaded, input_size, preprocessing), weights=weights), loaded.model
 
 
 def _artifact_info(path: Path) -> ModelInfo:
@@ -126,7 +122,7 @@ def _buffers(inputs: np.ndarray, batch: int, count: int) -> list[np.ndarray]:
 def _time_batches(runner: Any, inputs: np.ndarray, sizes: tuple[int, ...], timing: TimingConfig,
                   device_timing: bool) -> tuple[list[BatchResult], list[str]]:
     results, warnings, unstable = [], [], []
-    gpu = str(getattr(runner, "device", "cpu")).startswith("cuda")
+    gpu = str(runner.device).startswith("cuda")
     limit = runner.input_spec.max_batch
     for b in sizes:
         if limit is not None and b > limit:
@@ -153,8 +149,8 @@ def _time_batches(runner: Any, inputs: np.ndarray, sizes: tuple[int, ...], timin
     return results, warnings
 
 
-def _run_backend(name: str, spec: BackendSpec | None, prepare, model: _Model, data_for, sizes: tuple[int, ...],
-                 timing: TimingConfig, threads: int, device_timing: bool) -> BackendResult:
+def _run_backend(name: str, spec: BackendSpec | None, prepare, model: _Model, data_for,
+                 opts: _Options) -> BackendResult:
     """One backend end to end; any failure becomes a row with its reason, never an aborted benchmark."""
     base = {"name": name, "runtime": spec.runtime if spec else "", "precision": spec.precision if spec else "",
             "device": spec.device if spec else "cpu"}
@@ -169,8 +165,9 @@ def _run_backend(name: str, spec: BackendSpec | None, prepare, model: _Model, da
         stage = "load"
         with PeakMemory(gpu=base["device"] == "cuda") as mem:
             t0 = time.perf_counter()
-            runner = (load_model_file(artifact, threads=threads) if spec is None else
-                      load_runner(spec, engine=artifact, weights=model.weights, info=model.info, threads=threads))
+            runner = (load_model_file(artifact, threads=opts.threads) if spec is None else
+                      load_runner(spec, engine=artifact, weights=model.weights, info=model.info,
+                                  threads=opts.threads))
             load_s = time.perf_counter() - t0
             with runner:
                 if spec is None:
@@ -180,10 +177,10 @@ def _run_backend(name: str, spec: BackendSpec | None, prepare, model: _Model, da
                 stage = "accuracy"
                 accuracy = None
                 if model.reference is not None:
-                    logits = evaluate(runner.infer, inputs, max(sizes))
+                    logits = evaluate(runner.infer, inputs, max(opts.sizes))
                     accuracy = accuracy_result(model.reference, logits, labels)
                 stage = "timing"
-                batches, warnings = _time_batches(runner, inputs, sizes, timing, device_timing)
+                batches, warnings = _time_batches(runner, inputs, opts.sizes, opts.timing, opts.device_timing)
         peak = mem.result()
     except Exception as e:  # noqa: BLE001 - a backend's failure is a result, reported with its reason
         msg = str(e).splitlines()[0] if str(e) else ""
@@ -314,7 +311,7 @@ def _run(model: _Model, torch_model: Any, specs: tuple[BackendSpec, ...], models
                     model.info.arch)
     del torch_model
     # INT8 calibrates on --calib-data, else on the bench data (quantize_int8 takes digits' train split)
-    workspace = Workspace(folder, arch=model.info.arch, weights=model.weights, info=model.info,
+    workspace = Workspace(folder, weights=model.weights, info=model.info,
                           max_batch=max(sizes), calib_data=opts.calib_data or data, calib_size=opts.calib_size,
                           calib_method=opts.calib_method, seed=seed)
 
@@ -325,8 +322,7 @@ def _run(model: _Model, torch_model: Any, specs: tuple[BackendSpec, ...], models
     for p in models:
         jobs.append((p.name, None, lambda p=p: p))
     load_before = load_average()
-    results = [_run_backend(name, spec, prepare, model, data_for, sizes, opts.timing, opts.threads,
-                            opts.device_timing)
+    results = [_run_backend(name, spec, prepare, model, data_for, opts)
                for name, spec, prepare in track(jobs, total=len(jobs), description="benchmarking")]
     results, baseline = _with_speedups(results)
     env = environment_block(opts.threads)

@@ -87,13 +87,12 @@ def csv_text(report: BenchReport) -> str:
 def environment_lines(report: BenchReport) -> list[str]:
     env = report.environment
     cpu, gpu, v = env.get("cpu") or {}, env.get("gpu"), env.get("versions") or {}
-    lines = [f"date: {report.created_at}",
-             f"CPU: {cpu.get('model')} ({cpu.get('arch')}), {cpu.get('usable_cores')} usable cores, "
-             f"{report.timing.get('threads')} threads used; ISA: {' '.join(cpu.get('isa') or []) or 'n/a'}",
-             "GPU: " + (f"{gpu['name']} (sm {gpu['compute_capability']}, {gpu['memory_gib']} GiB, driver "
-                        f"{gpu.get('driver')}, CUDA {gpu.get('cuda_version')})" if gpu else "none"),
-             "versions: " + ", ".join(f"{k} {val or 'not installed'}" for k, val in v.items())]
-    return lines
+    return [f"date: {report.created_at}",
+            f"CPU: {cpu.get('model')} ({cpu.get('arch')}), {cpu.get('usable_cores')} usable cores, "
+            f"{report.timing.get('threads')} threads used; ISA: {' '.join(cpu.get('isa') or []) or 'n/a'}",
+            "GPU: " + (f"{gpu['name']} (sm {gpu['compute_capability']}, {gpu['memory_gib']} GiB, driver "
+                       f"{gpu.get('driver')}, CUDA {gpu.get('cuda_version')})" if gpu else "none"),
+            "versions: " + ", ".join(f"{k} {val or 'not installed'}" for k, val in v.items())]
 
 
 def markdown_text(report: BenchReport) -> str:

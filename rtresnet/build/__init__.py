@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rtresnet.build.request import (
     BACKENDS,
@@ -28,6 +29,9 @@ from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
 from rtresnet.sidecar import Sidecar, read_sidecar, sidecar_path, write_sidecar
 from rtresnet.spec import ModelInfo, TensorSpec, graph_io, read_model_info
+
+if TYPE_CHECKING:
+    from rtresnet.precision import PrecisionResult
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +126,8 @@ def _same_export(path: Path, arch: str, weights: str | None) -> bool:
 
 
 def _apply_precision(onnx_path: Path, info: ModelInfo, precision: str, backend: str,
-                     calibration_options: dict) -> tuple[Path, ModelInfo, dict | None]:
-    """Run the precision stage when the graph is FP32 and another precision is asked for."""
+                     calibration_options: dict) -> PrecisionResult | None:
+    """Run the precision stage when the graph is FP32 and another precision is asked for (None: build as is)."""
     if calibration_options and precision != "int8":
         raise RtresnetError(f"calibration options ({', '.join(sorted(calibration_options))}) only apply with "
                             f"--int8")
@@ -134,14 +138,13 @@ def _apply_precision(onnx_path: Path, info: ModelInfo, precision: str, backend: 
         if calibration_options:
             raise RtresnetError(f"{onnx_path} is already quantized; calibration options do not apply")
         log.info("%s is already %s: building it as is", onnx_path.name, info.precision)
-        return onnx_path, info, None
+        return None
     if precision == "fp32":
-        return onnx_path, info, None
+        return None
     if precision == "fp16":
         from rtresnet.precision import convert_fp16
 
-        result = convert_fp16(onnx_path)
-        return Path(result.path), result.info, None
+        return convert_fp16(onnx_path)
     if "target" in calibration_options:
         raise RtresnetError("the INT8 target follows the backend (tensorrt or cpu); do not pass it to build")
     if calibration_options.get("calib_data") is None:
@@ -150,9 +153,7 @@ def _apply_precision(onnx_path: Path, info: ModelInfo, precision: str, backend: 
     from rtresnet.precision import quantize_int8
 
     target = "tensorrt" if backend == "tensorrt" else "cpu"
-    result = quantize_int8(onnx_path, target=target, **calibration_options)
-    calibration = {"method": result.method, "cache_key": result.cache_key, "target": result.target}
-    return Path(result.path), result.info, calibration
+    return quantize_int8(onnx_path, target=target, **calibration_options)
 
 
 def _cached(output: Path, request: BuildRequest) -> Sidecar | None:
@@ -207,24 +208,27 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
     source = Path(onnx_path)
     if source.is_dir():
         raise RtresnetError(f"{source} is a folder; give an ONNX model file (from `rtresnet export`)")
-    onnx_path, info, calibration = _apply_precision(source, read_model_info(source), precision, target.backend,
-                                                    calibration_options)
+    info = read_model_info(source)
+    onnx_path, onnx_sha256, calibration = source, None, None
+    if (converted := _apply_precision(source, info, precision, target.backend, calibration_options)) is not None:
+        onnx_path, info, onnx_sha256 = converted.path, converted.info, converted.sha256  # hashed once, there
+        if converted.precision == "int8":
+            calibration = {"method": converted.method, "cache_key": converted.cache_key, "target": converted.target}
     inputs, outputs = _graph_io(onnx_path)
     if not inputs or not inputs[0].shape:
         raise RtresnetError(f"{onnx_path} has no batched input; re-export it with `rtresnet export`")
     # The export's planned --max-batch is the default top of the profile.
     lo, opt, hi = resolve_batches(inputs[0].shape[0], min_batch, opt_batch,
                                   max_batch if max_batch is not None else info.max_batch)
-    request = BuildRequest(onnx_path=onnx_path, onnx_sha256=sha256_file(onnx_path), info=info, inputs=inputs,
-                           outputs=outputs, precision=info.precision, target=target, min_batch=lo, opt_batch=opt,
-                           max_batch=hi, workspace_bytes=workspace_bytes, opt_level=opt_level,
+    request = BuildRequest(onnx_path=onnx_path, onnx_sha256=onnx_sha256 or sha256_file(source), info=info,
+                           inputs=inputs, outputs=outputs, precision=info.precision, target=target, min_batch=lo,
+                           opt_batch=opt, max_batch=hi, workspace_bytes=workspace_bytes, opt_level=opt_level,
                            timing_cache=timing_cache, dla_core=dla_core, gpu_fallback=gpu_fallback,
                            hardware_compat=hardware_compat, version_compat=version_compat, tf32=tf32,
                            calibration=calibration)
     if output is None:
         output = request.default_output(source.stem)
         output.parent.mkdir(parents=True, exist_ok=True)
-    output = Path(output)
     if output.resolve() in (source.resolve(), Path(onnx_path).resolve()):
         raise RtresnetError(f"--output {output} is the model being built; choose another engine file name")
     if target.backend == "tensorrt" and timing_cache is None:

@@ -85,8 +85,7 @@ def bench(model_files: tuple[Path, ...], arch: str | None, models_flag: bool, we
     """
     from rich.console import Console
 
-    from rtresnet.bench import TimingConfig, run, write_reports
-    from rtresnet.bench.report import rich_table
+    from rtresnet.bench import TimingConfig, rich_table, run, write_reports
     from rtresnet.cli import ui
     from rtresnet.fileutil import check_output_path
 

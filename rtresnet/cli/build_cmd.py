@@ -6,7 +6,7 @@ import re
 
 import click
 
-from rtresnet.cli.quantize_cmd import CALIBRATION_KWARGS, calibration_options
+from rtresnet.cli.quantize_cmd import CALIBRATION_KWARGS, calibration_options, refuse_given_without_int8
 from rtresnet.errors import RtresnetError
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
@@ -67,12 +67,7 @@ def build(model, arch, weights, precision, backend, min_batch, opt_batch, max_ba
     from rtresnet.cli.ui import stdout
 
     if precision != "int8":
-        # The shared decorator fills in defaults; only values the user gave are an error without --int8.
-        ctx = click.get_current_context()
-        flags = {p.name: p.opts[0] for p in ctx.command.params}
-        given = [k for k in CALIBRATION_KWARGS if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT]
-        if given:
-            raise RtresnetError(f"{', '.join(flags[k] for k in given)} only apply with --int8")
+        refuse_given_without_int8(CALIBRATION_KWARGS)
         calibration = {}
     calibration = {k: v for k, v in calibration.items() if v is not None}
     artifact = build_engine(model, arch=arch, weights=weights, precision=precision, backend=backend,

@@ -80,13 +80,13 @@ def export(arch: str, weights: str | None, num_classes: int | None, in_channels:
       rtresnet export --arch resnet50 --preprocess uint8-nhwc-bgr --batch 8 -o engines/r50_bgr.onnx
     """
     from rtresnet.errors import RtresnetError
-    from rtresnet.export import export_onnx, make_preprocessing, parse_input_size, read_labels
+    from rtresnet.export import check_input_size, export_onnx, make_preprocessing, parse_input_size, read_labels
 
     size = parse_input_size(input_size) if input_size is not None else None
     if crop is not None and size is not None and size != (crop, crop):
         raise RtresnetError(f"--crop {crop} differs from --input-size {size[0]}x{size[1]}; the crop is the input "
                             "size, give one of them")
-    size = size or (parse_input_size(str(crop)) if crop is not None else (224, 224))
+    size = size or (check_input_size(crop) if crop is not None else (224, 224))
     custom = any(v is not None for v in (resize, crop, mean, std, interpolation))
     prep = make_preprocessing(in_channels, size, resize=resize, mean=_floats("--mean", mean),
                               std=_floats("--std", std), interpolation=interpolation or "bilinear") if custom else None

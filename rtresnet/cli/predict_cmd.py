@@ -42,6 +42,7 @@ def predict(model: str, images: tuple[Path, ...], topk: int, as_json: bool, back
     """
     from rtresnet.errors import RtresnetError
     from rtresnet.runtime import load, predict_files
+    from rtresnet.runtime.loader import is_arch_name
     from rtresnet.runtime.predict import expand_paths
 
     options: dict = {}
@@ -52,7 +53,7 @@ def predict(model: str, images: tuple[Path, ...], topk: int, as_json: bool, back
         if any(v is not None for v in (weights, num_classes, input_size)) or in_channels != 3:
             raise RtresnetError("--weights/--num-classes/--in-channels/--input-size apply to an arch name only; "
                                 "a model file carries them")
-    elif weights is None and not (Path(model).suffix or len(Path(model).parts) > 1):  # paths: load says not found
+    elif weights is None and is_arch_name(model):  # a missing path falls through: load() says not found
         raise RtresnetError(f"{model!r} is not a file; an arch name needs --weights (a named weight such as "
                             f"IMAGENET1K_V2, or a checkpoint file)")
     else:

@@ -37,6 +37,17 @@ def calibration_options(f):
     return f
 
 
+def refuse_given_without_int8(names) -> None:
+    """The shared options arrive with their defaults filled in: only the ones the user gave are an error."""
+    from rtresnet.errors import RtresnetError
+
+    ctx = click.get_current_context()
+    flags = {p.name: p.opts[0] for p in ctx.command.params}
+    given = [k for k in names if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT]
+    if given:
+        raise RtresnetError(f"{', '.join(flags[k] for k in given)} only apply with --int8")
+
+
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--fp16", "precision", flag_value="fp16", help="Convert to FP16 (float32 inputs/outputs kept).")
@@ -67,15 +78,10 @@ def quantize(model: str, precision: str | None, target: str | None, backend: str
     from rtresnet.cli.ui import stdout
     from rtresnet.errors import RtresnetError
 
-    ctx = click.get_current_context()
     if precision is None:
         raise RtresnetError("choose --fp16 or --int8")
     if precision == "fp16":
-        flags = {p.name: p.opts[0] for p in ctx.command.params}
-        given = [k for k in (*CALIBRATION_KWARGS, "target", "backend", "cache_dir")
-                 if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT]
-        if given:
-            raise RtresnetError(f"{', '.join(flags[k] for k in given)} only apply with --int8")
+        refuse_given_without_int8((*CALIBRATION_KWARGS, "target", "backend", "cache_dir"))
         from rtresnet.precision import convert_fp16
 
         result = convert_fp16(model, output, keep_fp32=keep_fp32, verify=not no_verify)

@@ -6,11 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rtresnet.models.pretrained import NamedWeights, named_weights
+from rtresnet.models.registry import get_arch, list_models
+
 if TYPE_CHECKING:  # torch only where a built model is counted; count_arch and summarize_models need none
     import torch
     from torch import nn
-
-    from rtresnet.models.pretrained import NamedWeights
 
 
 def count_params(model: nn.Module) -> int:
@@ -66,8 +67,6 @@ def count_arch(arch: str, input_size: tuple[int, int] = (224, 224), num_classes:
     It walks the same construction as ``ResNet.__init__``; tests check it against ``count_params`` and the
     hook-based ``count_macs`` of built models for every arch.
     """
-    from rtresnet.models.registry import get_arch
-
     spec = get_arch(arch)
     params = macs = 0
     h, w = input_size
@@ -129,9 +128,6 @@ class ModelSummary:
 
 def summarize_models(input_size: tuple[int, int] = (224, 224)) -> list[ModelSummary]:
     """Every registered arch with its parameter and MAC counts (counted on the meta device, so fast)."""
-    from rtresnet.models.pretrained import named_weights
-    from rtresnet.models.registry import list_models
-
     rows = []
     for arch in list_models():
         params, macs = count_arch(arch, input_size)

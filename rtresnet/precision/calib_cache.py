@@ -8,7 +8,9 @@ The ranges are serialized with onnxruntime's own ``TensorsData.to_dict`` / ``fro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -35,6 +37,19 @@ class CalibrationKey:
     def digest(self) -> str:
         text = json.dumps({"version": CACHE_VERSION, **asdict(self)}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def quiet():
+    """onnxruntime.quantization prints progress and warns through the root logger; keep both off the user."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            yield out
+    finally:
+        root.setLevel(level)
 
 
 def default_cache_dir() -> Path:
@@ -83,9 +98,7 @@ def write_trt_table(ranges, path: Path) -> Path | None:
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            from rtresnet.precision.int8 import _quiet
-
-            with _quiet():
+            with quiet():
                 write_calibration_table(ranges.data, dir=tmp)
             return atomic_write_bytes(path, (Path(tmp) / "calibration.flatbuffers").read_bytes())
     except (ImportError, OSError, ValueError, AttributeError) as e:

@@ -15,9 +15,8 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from rtresnet.compare import FP16_TOLERANCE
+from rtresnet.compare import FP16_TOLERANCE, compare_logits
+from rtresnet.datasets import random_inputs
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
 from rtresnet.precision.report import PrecisionResult, run_logits
@@ -54,16 +53,6 @@ def to_fp16(model, keep_fp32: Sequence[str] = ()):
     return out
 
 
-def verification_inputs(info: ModelInfo, n: int = VERIFY_SAMPLES, seed: int = 0) -> np.ndarray:
-    """Random 8-bit images through the model's own preprocessing: a realistic value range, no data needed."""
-    from rtresnet.preprocess import pixels_to_input
-
-    h, w = info.input_size
-    channels = info.preprocessing.channels if info.input_format == "float-nchw" else 3
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(n, h, w, channels), dtype=np.uint8)
-    return pixels_to_input(pixels, info)
-
-
 def check_fp32_source(path: Path) -> ModelInfo:
     info = read_model_info(path)
     if info.precision != "fp32":
@@ -96,8 +85,8 @@ def convert_fp16(onnx_path: str | Path, output: str | Path | None = None, *, kee
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(model.SerializeToString())
         if verify:
-            x = verification_inputs(info)
-            comparison = _compare(source, tmp, x)
+            x = random_inputs(info, VERIFY_SAMPLES)
+            comparison = compare_logits(run_logits(source, x), run_logits(tmp, x), FP16_TOLERANCE)
             if not comparison:
                 raise RtresnetError(f"FP16 model does not match FP32: {comparison.summary()}; keep the failing "
                                     "layers in FP32 with keep_fp32 (or --keep-fp32 OP_TYPE)")
@@ -111,9 +100,3 @@ def convert_fp16(onnx_path: str | Path, output: str | Path | None = None, *, kee
                              seconds=time.perf_counter() - start)
     log.info("%s", result.summary())
     return result
-
-
-def _compare(reference: Path, candidate: Path, inputs: np.ndarray):
-    from rtresnet.compare import compare_logits
-
-    return compare_logits(run_logits(reference, inputs), run_logits(candidate, inputs), FP16_TOLERANCE)

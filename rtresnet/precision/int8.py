@@ -9,8 +9,6 @@ Two targets, because the fastest graph differs by consumer:
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import tempfile
 import time
@@ -22,12 +20,15 @@ from rtresnet.compare import INT8_TOLERANCE, compare_logits
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
 from rtresnet.precision import calib_cache, qdq_placement
+from rtresnet.precision.calib_cache import quiet
 from rtresnet.precision.fp16 import check_fp32_source, default_output, split_names
 from rtresnet.precision.report import PrecisionResult, count_quantized_nodes, run_logits
 
 log = logging.getLogger(__name__)
 
-METHODS = ("entropy", "minmax", "percentile")  # onnxruntime has no MSE calibrator
+# Our method name -> onnxruntime CalibrationMethod member (onnxruntime has no MSE calibrator).
+_CALIBRATION_METHODS = {"entropy": "Entropy", "minmax": "MinMax", "percentile": "Percentile"}
+METHODS = tuple(_CALIBRATION_METHODS)
 TARGETS = ("tensorrt", "cpu")
 HIGH_PRECISIONS = ("fp16", "fp32")
 MIN_RECOMMENDED_CALIB = 300  # NVIDIA's guidance: at least ~500 images, warn well below that
@@ -158,19 +159,6 @@ def _ort_version() -> str:
     return onnxruntime.__version__
 
 
-@contextlib.contextmanager
-def _quiet():
-    """onnxruntime.quantization prints progress and warns through the root logger; keep both off the user."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()) as out:
-            yield out
-    finally:
-        root.setLevel(level)
-
-
 def _pre_process(source: Path, output: Path) -> Path:
     """onnxruntime's quant_pre_process: graph optimization and ONNX shape inference, so every tensor has a shape.
 
@@ -179,7 +167,7 @@ def _pre_process(source: Path, output: Path) -> Path:
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with _quiet():
+    with quiet():
         quant_pre_process(str(source), str(output), skip_symbolic_shape=True)
     return output
 
@@ -200,20 +188,19 @@ def _calibrate(model_path: Path, data, method: str, percentile: float, target: s
     from rtresnet.progress import track
     from rtresnet.spec import INPUT_NAME
 
-    calib_method = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
-                    "percentile": CalibrationMethod.Percentile}[method]
     options: dict = {"symmetric": target == "tensorrt"}
     if method == "percentile":
         options = {"symmetric": True, "percentile": percentile}  # clipped to [min, max]: ReLU outputs stay >= 0
-    with _quiet():
+    with quiet():
         calibrator = create_calibrator(model_path, None, augmented_model_path=str(tmp / "augmented.onnx"),
-                                       calibrate_method=calib_method, extra_options=options)
+                                       calibrate_method=CalibrationMethod[_CALIBRATION_METHODS[method]],
+                                       extra_options=options)
     try:
         n_batches = (len(data) + batch - 1) // batch
         for x in track(data.batches(batch), total=n_batches, description=f"calibrating ({method})"):
-            with _quiet():
+            with quiet():
                 calibrator.collect_data(_Batches(x, INPUT_NAME))
-        with _quiet():
+        with quiet():
             return calibrator.compute_data()
     finally:
         del calibrator
@@ -239,24 +226,24 @@ def _quantize(prepared: Path, ranges, method: str, target: str, excluded: list[s
     settings = QuantSettings.for_target(target)
     ranges_file = tmp / "ranges.json"
     save_tensors_data(ranges, ranges_file)  # quantize_static takes precomputed ranges as its cache file
-    calib_method = {"entropy": CalibrationMethod.Entropy, "minmax": CalibrationMethod.MinMax,
-                    "percentile": CalibrationMethod.Percentile}[method]
     out = tmp / "quantized.onnx"
-    with _quiet():
+    with quiet():
         quantize_static(str(prepared), str(out), None, quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=False, activation_type=QuantType[settings.activation_type],
                         weight_type=QuantType[settings.weight_type], nodes_to_exclude=excluded,
-                        calibrate_method=calib_method, extra_options=dict(settings.extra_options),
+                        calibrate_method=CalibrationMethod[_CALIBRATION_METHODS[method]],
+                        extra_options=dict(settings.extra_options),
                         calibration_cache_path=str(ranges_file))
     return onnx.load(str(out))
 
 
 def _write_metadata(model, info, **settings) -> None:
+    """``info`` as rtresnet metadata, plus the quantization settings (None values left out) under their prefix."""
+    from onnx.helper import set_model_props
+
     from rtresnet.spec import write_model_info
 
     write_model_info(model, info)
-    keep = [(p.key, p.value) for p in model.metadata_props if not p.key.startswith(QUANT_META_PREFIX)]
-    del model.metadata_props[:]
-    for k, v in keep + [(QUANT_META_PREFIX + k, str(v)) for k, v in sorted(settings.items()) if v is not None]:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, v
+    props = {p.key: p.value for p in model.metadata_props if not p.key.startswith(QUANT_META_PREFIX)}
+    props.update((QUANT_META_PREFIX + k, str(v)) for k, v in sorted(settings.items()) if v is not None)
+    set_model_props(model, props)

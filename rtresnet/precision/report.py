@@ -57,9 +57,9 @@ def session(path: str | Path):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def run_logits(path_or_session, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
+def run_logits(path: str | Path, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
     """Logits of ``inputs`` from an ONNX model in onnxruntime CPU, in batches."""
-    sess = session(path_or_session) if isinstance(path_or_session, (str, Path)) else path_or_session
+    sess = session(path)
     out = [sess.run(None, {INPUT_NAME: inputs[i:i + batch]})[0] for i in range(0, len(inputs), batch)]
     return np.concatenate(out).astype(np.float32)
 

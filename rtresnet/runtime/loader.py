@@ -12,12 +12,15 @@ import inspect
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rtresnet.errors import RtresnetError
 from rtresnet.runtime.base import Runner
 from rtresnet.sidecar import read_sidecar, sidecar_path
 from rtresnet.spec import ModelInfo, Preprocessing, resolve_preprocessing
+
+if TYPE_CHECKING:
+    from rtresnet.weights import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,12 @@ def _construct(cls: type[Runner], *args: Any, **options: Any) -> Runner:
         shown = ", ".join(n for n in accepted if n not in ("device", "profile"))
         raise RtresnetError(f"the {cls.backend} runner has no option {', '.join(unknown)} (options: {shown})")
     return cls(*args, **options)
+
+
+def is_arch_name(name: str | Path) -> bool:
+    """Whether ``name`` is meant as an arch name ("resnet50"): those have neither dots nor slashes; paths do."""
+    p = Path(name)
+    return not (p.suffix or len(p.parts) > 1)
 
 
 def load(path_or_arch: str | Path, *, backend: str | None = None, device: str | None = None,
@@ -56,7 +65,7 @@ def load(path_or_arch: str | Path, *, backend: str | None = None, device: str | 
         return _load_file(target, backend, device, options)
     if target.is_dir():
         raise RtresnetError(f"{target} is a folder; give a model file (.onnx, or an engine with its sidecar)")
-    if target.suffix or len(target.parts) > 1 or target.exists():  # arch names have neither dots nor slashes
+    if target.exists() or not is_arch_name(target):
         raise RtresnetError(f"model file not found: {target}")
     if backend not in (None, "torch"):
         raise RtresnetError(f"{path_or_arch!r} is not a file; an arch name runs on the torch backend, the "
@@ -101,12 +110,21 @@ def load_torch(arch: str, *, weights: str | Path | None = None, num_classes: int
                preprocessing: Preprocessing | None = None, labels: Sequence[str] | None = None,
                device: str | None = None, **options: Any) -> Runner:
     """The PyTorch baseline for ``arch`` + ``weights``, with the weights' own preprocessing when they carry one."""
-    from rtresnet import __version__
     from rtresnet.runtime.torch_runner import TorchRunner
     from rtresnet.weights import load_model
 
     loaded = load_model(arch, weights=None if weights is None else str(weights), num_classes=num_classes,
                         in_channels=in_channels)
+    info = baseline_info(loaded, input_size, preprocessing, labels)
+    return _construct(TorchRunner, loaded.model, info, device=device, **options)
+
+
+def baseline_info(loaded: LoadedModel, input_size: int | Sequence[int] | None = None,
+                  preprocessing: Preprocessing | None = None, labels: Sequence[str] | None = None) -> ModelInfo:
+    """The ``ModelInfo`` of a PyTorch model loaded from weights: input size (default: the weights' crop, else 224)
+    and preprocessing by ``resolve_preprocessing``. Bench describes the model its backends are made from with it."""
+    from rtresnet import __version__
+
     if input_size is None:
         size = loaded.preprocessing.crop if loaded.preprocessing else (224, 224)
     else:
@@ -114,8 +132,7 @@ def load_torch(arch: str, *, weights: str | Path | None = None, num_classes: int
         if len(size) != 2:
             raise RtresnetError(f"input_size takes one or two integers (H, W), got {input_size}")
     preprocessing = resolve_preprocessing(preprocessing, loaded.preprocessing, loaded.in_channels, size)
-    info = ModelInfo(arch=loaded.arch, num_classes=loaded.num_classes, in_channels=loaded.in_channels,
+    return ModelInfo(arch=loaded.arch, num_classes=loaded.num_classes, in_channels=loaded.in_channels,
                      input_size=size, preprocessing=preprocessing, weights=loaded.weights,
                      weights_sha256=loaded.weights_sha256, labels=tuple(labels or loaded.labels),
                      rtresnet_version=__version__)
-    return _construct(TorchRunner, loaded.model, info, device=device, **options)

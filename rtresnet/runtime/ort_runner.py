@@ -45,6 +45,10 @@ def _provider_name(p: Any) -> str:
     return p[0] if isinstance(p, tuple) else p
 
 
+def _provider_device_id(p: Any) -> int:
+    return int(p[1].get("device_id", 0)) if isinstance(p, tuple) and len(p) > 1 else 0
+
+
 class OrtRunner(Runner):
     """onnxruntime ``InferenceSession`` behind the runner contract.
 
@@ -72,8 +76,10 @@ class OrtRunner(Runner):
             raise RtresnetError(f"onnxruntime here lacks {', '.join(missing)} (available: {', '.join(available)}); "
                                 f"install onnxruntime-gpu for CUDA/TensorRT or run with --device cpu")
         main = _provider_name(providers[0])
+        gpu = main in _GPU_PROVIDERS
+        device_id = _provider_device_id(providers[0]) if gpu else 0
         # the torch device of the session's memory ("tensorrt:1" -> "cuda:1"), whatever device/providers said
-        device = f"cuda:{self._option_device_id(providers[0])}" if main in _GPU_PROVIDERS else "cpu"
+        device = f"cuda:{device_id}" if gpu else "cpu"
         opts = ort.SessionOptions()
         opts.graph_optimization_level = {
             "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -115,16 +121,11 @@ class OrtRunner(Runner):
         self._in, self._out = inputs[0].name, outputs[0].name
         self._out_names = [self._out]
         self._out_dtype = _ORT_DTYPES.get(outputs[0].type, "float32")
-        self._gpu = main in _GPU_PROVIDERS
-        self._device_id = _device_id(device) if self._gpu else 0
-        self._binding = session.io_binding() if self._gpu else None
+        self._gpu, self._device_id = gpu, device_id
+        self._binding = session.io_binding() if gpu else None
         # session.run is thread-safe; a shared IO binding is not
-        self.concurrent = not self._gpu
+        self.concurrent = not gpu
         log.debug("onnxruntime session on %s for %s", ", ".join(self.providers), path)
-
-    @staticmethod
-    def _option_device_id(provider: Any) -> int:
-        return int(provider[1].get("device_id", 0)) if isinstance(provider, tuple) and len(provider) > 1 else 0
 
     def _run(self, x: Any) -> Any:
         session = self._session  # one read: a concurrent close() cannot pull it away mid-call
@@ -144,8 +145,7 @@ class OrtRunner(Runner):
         # onnxruntime runs on its own stream: the producer of x must be done before it reads x
         torch.cuda.current_stream(x.device).synchronize()
         b = self._binding
-        b.bind_input(self._in, "cuda", self._device_id, np.dtype(self.input_spec.dtype), tuple(x.shape),
-                     x.data_ptr())
+        b.bind_input(self._in, "cuda", self._device_id, self._dtype, tuple(x.shape), x.data_ptr())
         b.bind_output(self._out, "cuda", self._device_id, np.dtype(self._out_dtype), tuple(y.shape), y.data_ptr())
         self._session.run_with_iobinding(b)  # synchronizes the provider's stream before returning
         return y

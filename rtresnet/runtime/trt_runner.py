@@ -29,11 +29,6 @@ def import_tensorrt() -> Any:
     return tensorrt
 
 
-def version_compatible(sidecar: Sidecar) -> bool:
-    flags = sidecar.flags or {}
-    return bool(flags.get("version_compat"))
-
-
 class TrtRunner(Runner):
     """A TensorRT engine behind the runner contract.
 
@@ -69,7 +64,7 @@ class TrtRunner(Runner):
         trt = import_tensorrt()
         self._trt_logger = make_logger(trt)  # TensorRT's messages go through logging, not straight to stderr
         self._runtime = trt.Runtime(self._trt_logger)
-        if version_compatible(sidecar):
+        if (sidecar.flags or {}).get("version_compat"):
             # a version-compatible plan embeds its lean runtime; TensorRT runs that host code only when allowed
             self._runtime.engine_host_code_allowed = True
         # TensorRT puts the engine and its context on the *current* CUDA device: make that the one asked for
@@ -79,6 +74,8 @@ class TrtRunner(Runner):
         if engine is None:
             raise RtresnetError(f"TensorRT could not deserialize {path} (see its log above); rebuild it on this "
                                 f"machine with `rtresnet build --force`")
+        if context is None:
+            raise RtresnetError(f"TensorRT could not create an execution context for {path} (out of GPU memory?)")
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
@@ -100,11 +97,8 @@ class TrtRunner(Runner):
         self._dev = dev if dev.index is not None else torch.device("cuda", torch.cuda.current_device())
         self._engine = engine
         self._context = context
-        if self._context is None:
-            raise RtresnetError(f"TensorRT could not create an execution context for {path} (out of GPU memory?)")
-        self._torch_in_dtype = getattr(torch, in_dtype)
         self._stream = torch.cuda.Stream(self._dev)
-        self._in_buf = torch.empty(tuple(int(d) for d in hi), dtype=self._torch_in_dtype, device=self._dev)
+        self._in_buf = torch.empty(tuple(int(d) for d in hi), dtype=getattr(torch, in_dtype), device=self._dev)
         self._out_buf = torch.empty((int(hi[0]), num_classes), dtype=getattr(torch, out_dtype), device=self._dev)
         self._graphs: dict[int, Any] = {}
         log.debug("TensorRT engine %s: %s, batch %d..%d", path.name, spec.describe(), spec.min_batch, hi[0])

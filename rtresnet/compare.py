@@ -55,7 +55,8 @@ class Comparison:
                 f"top-1 agreement {self.top1_agreement:.2%} over {self.samples} samples")
 
 
-def _topk(x: np.ndarray, k: int) -> np.ndarray:
+def topk_indices(x: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores per row, best first (ties broken by index)."""
     k = min(k, x.shape[1])
     return np.argsort(-x, axis=1, kind="stable")[:, :k]
 
@@ -80,7 +81,7 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray,
         cosine_mean=float(cos.mean()) if len(cos) else 1.0,
         cosine_min=float(cos.min()) if len(cos) else 1.0,
         top1_agreement=float((out.argmax(axis=1) == ref_top1).mean()) if len(ref) else 1.0,
-        top5_agreement=float((_topk(out, 5) == ref_top1[:, None]).any(axis=1).mean()) if len(ref) else 1.0,
+        top5_agreement=float((topk_indices(out, 5) == ref_top1[:, None]).any(axis=1).mean()) if len(ref) else 1.0,
         samples=len(ref),
         tolerance=tolerance,
     )

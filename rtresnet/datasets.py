@@ -113,12 +113,9 @@ def _digits(info: ModelInfo, split: str) -> tuple[np.ndarray, np.ndarray, str]:
 def random_inputs(info: ModelInfo, n: int, seed: int = 0) -> np.ndarray:
     """Seeded random 8-bit images through the model's own preprocessing: model inputs whose values span the
     range real images have, with no data needed."""
-    from rtresnet.preprocess import pixels_to_input
+    from rtresnet.preprocess import pixels_to_input, random_pixels
 
-    h, w = info.input_size
-    channels = info.preprocessing.channels if info.input_format == "float-nchw" else 3
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(n, h, w, channels), dtype=np.uint8)
-    return pixels_to_input(pixels, info)
+    return pixels_to_input(random_pixels(info, n, seed), info)
 
 
 def _synthetic(info: ModelInfo, size: int, seed: int) -> Dataset:

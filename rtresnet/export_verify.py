@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from rtresnet.compare import FP32_TOLERANCE, Comparison, Tolerance, compare_logits
-from rtresnet.preprocess import normalize, pixels_to_input
+from rtresnet.preprocess import normalize, pixels_to_input, random_pixels
 from rtresnet.spec import INPUT_NAME, OUTPUT_NAME, ModelInfo
 
 log = logging.getLogger(__name__)
@@ -23,12 +23,6 @@ def verification_batches(batch: int | None, max_batch: int | None) -> tuple[int,
     if batch is not None:
         return (batch, batch)
     return (1, min(2, max_batch or 2), 1)
-
-
-def random_pixels(info: ModelInfo, n: int, seed: int) -> np.ndarray:
-    """(n, H, W, C) uint8 frames: what the image pipeline hands a model after resize and crop."""
-    h, w = info.input_size
-    return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, info.in_channels), dtype=np.uint8)
 
 
 def verify_onnx(onnx_path: str | Path, reference: nn.Module, info: ModelInfo, batches: Sequence[int], *,

@@ -90,6 +90,13 @@ def pixels_to_input(pixels: np.ndarray, info: ModelInfo) -> np.ndarray:
     return np.ascontiguousarray(rgb[..., ::-1] if info.input_format == "uint8-nhwc-bgr" else rgb)
 
 
+def random_pixels(info: ModelInfo, n: int, seed: int = 0) -> np.ndarray:
+    """Seeded (n, H, W, C) uint8 frames, as the image pipeline hands them over after resize and crop: inputs with
+    the value range of real images when no data is at hand (export verification, synthetic data)."""
+    h, w = info.input_size
+    return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, info.in_channels), dtype=np.uint8)
+
+
 def find_images(folder: str | Path) -> list[Path]:
     """Image files below ``folder`` (recursive), sorted for a deterministic order."""
     root = Path(folder)

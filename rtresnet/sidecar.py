@@ -90,7 +90,14 @@ def read_sidecar(engine_path: str | Path, *, verify_hash: bool = True) -> Sideca
     if not path.is_file():
         raise RtresnetError(f"no sidecar {path.name} beside {engine}; rebuild it with `rtresnet build`")
     sidecar = Sidecar.from_json(path.read_text(), source=str(path))
-    if verify_hash and sha256_file(engine) != sidecar.engine_sha256:
-        raise RtresnetError(f"{engine} does not match its sidecar (sha256 differs): the file was changed or "
-                            f"replaced; rebuild it with `rtresnet build --force`")
+    if verify_hash:
+        verify_engine(engine, sidecar)
     return sidecar
+
+
+def verify_engine(engine_path: str | Path, sidecar: Sidecar,
+                  what_to_do: str = "rebuild it with `rtresnet build --force`") -> None:
+    """Refuse an engine file whose sha256 is not the one its sidecar recorded (changed or replaced)."""
+    if sha256_file(engine_path) != sidecar.engine_sha256:
+        raise RtresnetError(f"{engine_path} does not match its sidecar (sha256 differs): the file was changed or "
+                            f"replaced; {what_to_do}")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from rtresnet.bench.results import AccuracyResult
-from rtresnet.compare import compare_logits
+from rtresnet.compare import compare_logits, topk_indices
 from rtresnet.errors import RtresnetError
 
 
@@ -31,9 +31,7 @@ def topk_accuracy_pct(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
     """Share (in %) of samples whose label is among the ``k`` highest logits (ties broken by index)."""
     if len(logits) != len(labels):
         raise ValueError(f"{len(logits)} logit rows but {len(labels)} labels")
-    k = min(k, logits.shape[1])
-    top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-    return float((top == labels[:, None]).any(axis=1).mean() * 100)
+    return float((topk_indices(logits, k) == labels[:, None]).any(axis=1).mean() * 100)
 
 
 def accuracy_result(reference: np.ndarray, logits: np.ndarray, labels: np.ndarray | None) -> AccuracyResult:

@@ -10,8 +10,7 @@ import shlex
 from pathlib import Path
 
 from rtresnet.errors import RtresnetError
-from rtresnet.fileutil import sha256_file
-from rtresnet.sidecar import Sidecar, read_sidecar
+from rtresnet.sidecar import Sidecar, read_sidecar, verify_engine
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +42,8 @@ def check_engine_loadable(sidecar: Sidecar | None, engine_path: str | Path, *, t
     engine_path = Path(engine_path)
     if sidecar is None:
         sidecar = read_sidecar(engine_path)           # verifies the engine's sha256 itself
-    elif sha256_file(engine_path) != sidecar.engine_sha256:
-        raise RtresnetError(f"{engine_path} does not match its sidecar (sha256 differs): the file was changed or "
-                            f"replaced; {rebuild_hint(sidecar, engine_path)}")
+    else:
+        verify_engine(engine_path, sidecar, rebuild_hint(sidecar, engine_path))
     if sidecar.backend != "tensorrt":
         raise RtresnetError(f"{engine_path} is an {sidecar.backend} engine, not a TensorRT plan; load it with "
                             f"the {sidecar.backend} backend")

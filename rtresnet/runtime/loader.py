@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from rtresnet.errors import RtresnetError
 from rtresnet.runtime.base import Runner
-from rtresnet.sidecar import read_sidecar, sidecar_path
+from rtresnet.sidecar import read_sidecar, sidecar_path, verify_engine
 from rtresnet.spec import ModelInfo, Preprocessing, resolve_preprocessing
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def _load_file(path: Path, backend: str | None, device: str | None, options: dic
             return _construct(TrtRunner, path, sidecar, device=device, **options)
         from rtresnet.runtime.ort_runner import OrtRunner
 
-        sidecar = read_sidecar(path)  # this time with the sha256 check
+        verify_engine(path, sidecar)
         if device is None and "providers" not in options and sidecar.execution_providers:
             # an engine optimized for one provider (fused kernels) runs on the providers it was built for
             options = {**options, "providers": list(sidecar.execution_providers)}

@@ -58,15 +58,16 @@ def cpu_info() -> dict:
             "usable_cores": usable, "isa": [f for f in ISA_FLAGS if f in flags]}
 
 
-@lru_cache(maxsize=1)
-def gpu_info() -> dict | None:
-    """The first CUDA GPU as PyTorch sees it (name, compute capability, memory, driver), or None."""
+@lru_cache(maxsize=16)
+def gpu_info(index: int = 0) -> dict | None:
+    """CUDA GPU ``index`` as PyTorch sees it (name, compute capability, memory, driver), or None when there is no
+    such GPU."""
     try:
         import torch
 
-        if not torch.cuda.is_available():
+        if not torch.cuda.is_available() or not 0 <= index < torch.cuda.device_count():
             return None
-        props = torch.cuda.get_device_properties(0)
+        props = torch.cuda.get_device_properties(index)
         info = {"name": props.name, "compute_capability": f"{props.major}.{props.minor}",
                 "memory_gib": round(props.total_memory / 2**30, 1), "cuda_version": torch.version.cuda,
                 "driver": None, "count": torch.cuda.device_count()}
@@ -74,7 +75,7 @@ def gpu_info() -> dict | None:
         return None
     if smi := shutil.which("nvidia-smi"):
         try:
-            out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+            out = subprocess.run([smi, "--query-gpu=driver_version", "--format=csv,noheader"],  # one driver for all
                                  capture_output=True, text=True, timeout=10)
             info["driver"] = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout else None
         except (OSError, subprocess.SubprocessError, IndexError):

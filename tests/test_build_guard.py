@@ -93,11 +93,24 @@ def test_onnxruntime_engine_and_missing_tensorrt(engine, monkeypatch):
         check_engine_loadable(replace(sidecar, backend="onnxruntime"), path, trt_version="10.16.1.11",
                               compute_capability="8.0")
     monkeypatch.setattr("rtresnet.environment.tensorrt_version", lambda: None)
-    monkeypatch.setattr("rtresnet.environment.gpu_info", lambda: None)
+    monkeypatch.setattr("rtresnet.environment.gpu_info", lambda index=0: None)
     with pytest.raises(RtresnetError, match=r"TensorRT is not installed; install it with `pip install 'rtresnet"):
         check_engine_loadable(sidecar, path)
-    with pytest.raises(RtresnetError, match="no CUDA GPU is visible"):
+    with pytest.raises(RtresnetError, match="no CUDA GPU 0 is visible"):
         check_engine_loadable(sidecar, path, trt_version="10.16.1.11")
+
+
+def test_the_gpu_checked_is_the_one_the_engine_loads_on(engine, monkeypatch):
+    """A machine with an A100 as GPU 0 and an H100 as GPU 1: an H100 engine loads on cuda:1 only."""
+    path, sidecar = engine
+    h100 = replace(sidecar, gpu={"name": "NVIDIA H100", "compute_capability": "9.0"})
+    gpus = [{"name": "NVIDIA A100", "compute_capability": "8.0"}, {"name": "NVIDIA H100", "compute_capability": "9.0"}]
+    monkeypatch.setattr("rtresnet.environment.gpu_info", lambda index=0: gpus[index] if index < len(gpus) else None)
+    assert check_engine_loadable(h100, path, device_index=1, trt_version="10.16.1.11") == h100
+    with pytest.raises(RtresnetError, match="built for compute capability 9.0 .* this GPU is 8.0"):
+        check_engine_loadable(h100, path, device_index=0, trt_version="10.16.1.11")
+    with pytest.raises(RtresnetError, match="no CUDA GPU 2 is visible"):
+        check_engine_loadable(h100, path, device_index=2, trt_version="10.16.1.11")
 
 
 def test_sidecar_without_a_build_command_still_says_how_to_rebuild(engine):

@@ -274,11 +274,14 @@ def test_tensorrt_load_guards_then_deserializes(ort_engine, tmp_path, monkeypatc
                            TensorIOMode=SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT"))
     monkeypatch.setitem(sys.modules, "tensorrt", fake)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr("rtresnet.build.guard.check_engine_loadable", lambda sc, path: events.append("guard"))
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr("rtresnet._trt._logger", None)  # made again from this stand-in module
+    monkeypatch.setattr("rtresnet.build.guard.check_engine_loadable",
+                        lambda sc, path, device_index: events.append(f"guard cuda:{device_index}"))
     plan = fake_plan(ort_engine, tmp_path, version_compat=version_compat)
     with pytest.raises(RtresnetError, match="could not deserialize .*rtresnet build --force"):
         load(plan)
-    assert events == ["guard", *(["host_code=True"] if version_compat else []), "deserialize"]
+    assert events == ["guard cuda:0", *(["host_code=True"] if version_compat else []), "deserialize"]
 
 
 # -- the overhead benchmark stays runnable -----------------------------------------------------------------------

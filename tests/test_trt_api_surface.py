@@ -21,7 +21,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
-TRT_MODULES = (ROOT / "rtresnet/build/trt_builder.py", ROOT / "rtresnet/runtime/trt_runner.py")
+TRT_MODULES = (ROOT / "rtresnet/_trt.py", ROOT / "rtresnet/build/trt_builder.py",
+               ROOT / "rtresnet/runtime/trt_runner.py")
+# the logger helper module binds few names; the builder and the runner bind dozens
+MIN_NAMES = {"_trt.py": 5}
 
 
 def load_names(major: str) -> frozenset[str]:
@@ -46,6 +49,7 @@ class TrtNames:
         self.functions = {n.name: n for n in ast.walk(self.tree) if isinstance(n, ast.FunctionDef)}
         self.tainted: set[str] = set()
         self.modules: set[str] = set()      # names bound to the tensorrt module itself
+        self.importers: set[str] = set()    # functions returning the tensorrt module (`import_tensorrt`)
         self.names: set[str] = set()
         self.chains: set[str] = set()       # qualified module attributes: "BuilderFlag.INT8"
         self._find_module_aliases()
@@ -54,23 +58,34 @@ class TrtNames:
         self._collect()
 
     def _find_module_aliases(self) -> None:
-        importers = set()
         for fn in self.functions.values():
             for node in ast.walk(fn):
                 if isinstance(node, ast.Import) and any(a.name == "tensorrt" for a in node.names):
-                    importers.add(fn.name)
+                    self.importers.add(fn.name)
+        for node in ast.walk(self.tree):  # the shared importer of rtresnet/_trt.py
+            if isinstance(node, ast.ImportFrom) and node.module == "rtresnet._trt":
+                self.importers |= {a.asname or a.name for a in node.names if a.name == "import_tensorrt"}
         for node in ast.walk(self.tree):
             if isinstance(node, ast.Import):
                 self.modules |= {a.asname or a.name for a in node.names if a.name == "tensorrt"}
-            # `trt = import_tensorrt()`: a call to a function of this module that imports tensorrt
-            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and \
-                    isinstance(node.value.func, ast.Name) and node.value.func.id in importers:
+            # `trt = import_tensorrt()`: a call to a function that imports tensorrt (here or in rtresnet._trt)
+            if isinstance(node, ast.Assign) and self.is_module(node.value):
                 self.modules |= {k for t in node.targets if (k := _dotted(t))}
         self.tainted |= self.modules
 
+    def is_module(self, node: ast.AST) -> bool:
+        """`trt` (a name bound to the module) or `import_tensorrt()` (a call returning it)."""
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            return node.func.id in self.importers
+        return _dotted(node) in self.modules
+
     def is_trt(self, node: ast.AST) -> bool:
-        if (key := _dotted(node)) is not None and key in self.tainted:
+        if self.is_module(node) or ((key := _dotted(node)) is not None and key in self.tainted):
             return True
+        if isinstance(node, ast.IfExp):  # `engine.create_execution_context() if engine is not None else None`
+            return self.is_trt(node.body) or self.is_trt(node.orelse)
+        if isinstance(node, ast.BoolOp):
+            return any(self.is_trt(v) for v in node.values)
         if isinstance(node, ast.Attribute):
             return self.is_trt(node.value)
         if isinstance(node, ast.Call):
@@ -88,7 +103,7 @@ class TrtNames:
                 for param, arg in zip(params, node.args, strict=False):
                     if self.is_trt(arg):
                         self.tainted.add(param)
-                        if _dotted(arg) in self.modules:  # the module itself passed on (`_configure(trt, ...)`)
+                        if self.is_module(arg):  # the module itself passed on (`_configure(trt, ...)`)
                             self.modules.add(param)
                 for kw in node.keywords:
                     if kw.arg in params and self.is_trt(kw.value):
@@ -122,7 +137,8 @@ def existing_modules() -> list[Path]:
 @pytest.mark.parametrize("module", existing_modules(), ids=lambda p: p.name)
 def test_every_tensorrt_name_exists(module, major):
     names = used_names(module)
-    assert len(names) >= 10, f"the collector found almost nothing in {module.name}: {sorted(names)}"
+    assert len(names) >= MIN_NAMES.get(module.name, 10), f"the collector found almost nothing in {module.name}: " \
+        f"{sorted(names)}"
     missing = sorted(names - load_names(major))
     assert not missing, f"{module.name} uses names missing from TensorRT {major}.x bindings: {missing}"
 
@@ -133,9 +149,9 @@ def test_collector_sees_the_builder_calls():
                 "parse_from_file", "num_errors", "get_error", "desc", "node", "create_builder_config",
                 "set_memory_pool_limit", "WORKSPACE", "builder_optimization_level", "create_optimization_profile",
                 "set_shape", "add_optimization_profile", "create_timing_cache", "set_timing_cache",
-                "get_timing_cache", "serialize", "DLA_core", "GPU_FALLBACK", "hardware_compatibility_level",
-                "AMPERE_PLUS", "VERSION_COMPATIBLE", "progress_monitor", "phase_start", "step_complete",
-                "phase_finish", "build_serialized_network", "log", "num_inputs", "get_input"}
+                "get_timing_cache", "serialize", "combine", "DLA_core", "num_DLA_cores", "GPU_FALLBACK",
+                "hardware_compatibility_level", "AMPERE_PLUS", "VERSION_COMPATIBLE", "progress_monitor",
+                "phase_start", "step_complete", "phase_finish", "build_serialized_network", "num_inputs", "get_input"}
     assert expected <= names, sorted(expected - names)
 
 
@@ -193,7 +209,14 @@ def test_name_lists_hold_the_shared_api():
             "STRONGLY_TYPED", "SAME_COMPUTE_CAPABILITY", "INT8", "Logger", "Runtime"} <= both
 
 
-def test_only_the_two_trt_modules_import_tensorrt():
+def test_collector_sees_the_runner_and_logger_calls():
+    runner = used_names(ROOT / "rtresnet/runtime/trt_runner.py")
+    assert {"Runtime", "deserialize_cuda_engine", "set_tensor_address", "execute_async_v3", "set_input_shape",
+            "get_tensor_profile_shape", "engine_host_code_allowed"} <= runner, sorted(runner)
+    assert {"ILogger", "Severity", "WARNING", "log"} <= used_names(ROOT / "rtresnet/_trt.py")
+
+
+def test_only_the_trt_modules_import_tensorrt():
     offenders = []
     for path in (ROOT / "rtresnet").rglob("*.py"):
         if path in TRT_MODULES:
@@ -210,7 +233,7 @@ IMPORT_ALL = """
 import importlib, pkgutil, sys
 sys.modules["tensorrt"] = None   # any `import tensorrt` now raises ImportError
 import rtresnet
-skip = {"rtresnet.build.trt_builder", "rtresnet.runtime.trt_runner", "rtresnet.__main__"}  # __main__ runs the CLI
+skip = {"rtresnet.__main__"}  # __main__ runs the CLI; the TensorRT modules import it only when called
 done = []
 for m in pkgutil.walk_packages(rtresnet.__path__, "rtresnet."):
     if m.name not in skip:
@@ -230,9 +253,11 @@ def test_every_module_imports_without_tensorrt():
 
 
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
-def test_trt_builder_without_tensorrt_says_how_to_install():
-    from rtresnet.build.trt_builder import import_tensorrt
+def test_without_tensorrt_the_one_message_says_how_to_install():
+    from rtresnet._trt import import_tensorrt, logger
     from rtresnet.errors import RtresnetError
 
-    with pytest.raises(RtresnetError, match=r"pip install 'rtresnet\[gpu\]'"):
-        import_tensorrt()
+    for call in (import_tensorrt, logger):
+        with pytest.raises(RtresnetError, match=r"TensorRT is not installed.*pip install 'rtresnet\[gpu\]'.*"
+                                                r"onnxruntime engine"):
+            call()

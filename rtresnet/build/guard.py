@@ -33,11 +33,12 @@ def rebuild_hint(sidecar: Sidecar, engine_path: str | Path) -> str:
     return f"rebuild it here with `{command}`"
 
 
-def check_engine_loadable(sidecar: Sidecar | None, engine_path: str | Path, *, trt_version: str | None = None,
-                          compute_capability: str | None = None) -> Sidecar:
+def check_engine_loadable(sidecar: Sidecar | None, engine_path: str | Path, *, device_index: int = 0,
+                          trt_version: str | None = None, compute_capability: str | None = None) -> Sidecar:
     """Return the engine's sidecar if this TensorRT version and GPU can load the engine; raise otherwise.
 
-    ``trt_version`` / ``compute_capability`` default to the installed TensorRT and the first CUDA GPU.
+    ``trt_version`` / ``compute_capability`` default to the installed TensorRT and the CUDA GPU the engine is
+    loaded on (``device_index``): on a machine with mixed GPUs the engine must fit that one, not GPU 0.
     """
     engine_path = Path(engine_path)
     if sidecar is None:
@@ -51,15 +52,15 @@ def check_engine_loadable(sidecar: Sidecar | None, engine_path: str | Path, *, t
         from rtresnet.environment import gpu_info, tensorrt_version
 
         trt_version = trt_version or tensorrt_version()
-        gpu = gpu_info()
+        gpu = gpu_info(device_index)
         compute_capability = compute_capability or (gpu or {}).get("compute_capability")
     if trt_version is None:
         raise RtresnetError(f"{engine_path} is a TensorRT engine but TensorRT is not installed; install it with "
                             f"`pip install 'rtresnet[gpu]'` or build an onnxruntime engine with `rtresnet build "
                             f"--backend onnxruntime`")
     if compute_capability is None:
-        raise RtresnetError(f"{engine_path} is a TensorRT engine but no CUDA GPU is visible; run it on the GPU it "
-                            f"was built for ({_gpu_name(sidecar)})")
+        raise RtresnetError(f"{engine_path} is a TensorRT engine but no CUDA GPU {device_index} is visible; run it "
+                            f"on the GPU it was built for ({_gpu_name(sidecar)})")
     flags = sidecar.flags or {}
     _check_version(sidecar, engine_path, trt_version, bool(flags.get("version_compat")))
     _check_gpu(sidecar, engine_path, compute_capability, flags.get("hardware_compat", "none"))

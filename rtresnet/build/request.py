@@ -148,10 +148,30 @@ def resolve_batches(onnx_batch: int | str, min_batch: int | None, opt_batch: int
     return lo, opt, hi
 
 
+DLA_VERSIONS = ("TensorRT 10.x on Jetson/DRIVE has DLA; TensorRT 11.x has no DLA support on JetPack or DriveOS")
+
+
+def check_dla(dla_core: int | None, *, precision: str | None = None, hardware_compat: str = "none",
+              version_compat: bool = False) -> None:
+    """Refuse DLA builds that TensorRT cannot make: DLA runs FP16 and INT8 only, and its engines are neither
+    version- nor hardware-compatible. ``precision`` is the graph's (None: not known yet, checked later)."""
+    if dla_core is None:
+        return
+    if precision == "fp32":
+        raise RtresnetError(f"--dla-core runs FP16 or INT8 only, not FP32; build with --fp16 or --int8, or drop "
+                            f"--dla-core ({DLA_VERSIONS})")
+    compat = [name for name, on in (("--version-compat", version_compat),
+                                    ("--hardware-compat", hardware_compat != "none")) if on]
+    if compat:
+        raise RtresnetError(f"--dla-core cannot be combined with {' and '.join(compat)} (DLA engines are tied to "
+                            f"their TensorRT version and device); drop one of them ({DLA_VERSIONS})")
+
+
 def check_options(backend: Backend, *, opt_level: int, workspace_bytes: int, dla_core: int | None,
                   gpu_fallback: bool, hardware_compat: str, version_compat: bool, timing_cache: Path | None,
-                  tf32: bool = False) -> None:
-    """Refuse options that do not apply instead of ignoring them."""
+                  tf32: bool = False, precision: str | None = None) -> None:
+    """Refuse options that do not apply instead of ignoring them. ``precision`` is the precision of the graph
+    TensorRT builds (None when not known yet: the DLA precision check is then left to ``check_dla``)."""
     if hardware_compat not in HARDWARE_COMPAT:
         raise RtresnetError(f"unknown hardware compatibility {hardware_compat!r}; use one of "
                             f"{', '.join(HARDWARE_COMPAT)}")
@@ -171,6 +191,7 @@ def check_options(backend: Backend, *, opt_level: int, workspace_bytes: int, dla
         if used:
             raise RtresnetError(f"{', '.join(used)} only apply to TensorRT engines, but this build uses "
                                 f"onnxruntime; drop them or build with --backend tensorrt on a machine with TensorRT")
+    check_dla(dla_core, precision=precision, hardware_compat=hardware_compat, version_compat=version_compat)
 
 
 def rebuild_command(request: BuildRequest, output: Path) -> str:

@@ -1,4 +1,5 @@
-"""TensorRT engine builder for TensorRT 10.x and 11.x: the only build module that imports tensorrt (lazily).
+"""TensorRT engine builder for TensorRT 10.x and 11.x: the only build module that uses tensorrt (through
+``rtresnet._trt``, lazily).
 
 Precision lives in the ONNX graph (FP16 tensors, Q/DQ nodes): the network is strongly typed, so no precision
 builder flag or calibrator is used (both were removed in TensorRT 11). Every TensorRT name used here is checked
@@ -7,40 +8,17 @@ against the 10.16 and 11.4 bindings by tests/test_trt_api_surface.py.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 from pathlib import Path
 
-from rtresnet.build.request import BuildRequest
+from rtresnet._trt import import_tensorrt, logger
+from rtresnet.build.request import DLA_VERSIONS, BuildRequest
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_write_bytes
 
 log = logging.getLogger(__name__)
-INSTALL_HINT = "install it with `pip install 'rtresnet[gpu]'`"
-
-
-def import_tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError as e:
-        raise RtresnetError(f"TensorRT cannot be imported ({e}); {INSTALL_HINT}") from None
-    return trt
-
-
-def make_logger(trt):
-    """Route TensorRT's messages into Python logging (warnings stay visible, info only with --debug); the
-    runtime uses it too, so TensorRT never prints to stderr on its own."""
-    severity = trt.ILogger.Severity
-    levels = {severity.INTERNAL_ERROR: logging.ERROR, severity.ERROR: logging.ERROR,
-              severity.WARNING: logging.WARNING, severity.INFO: logging.DEBUG, severity.VERBOSE: logging.DEBUG}
-
-    class Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-
-        def log(self, sev, msg) -> None:
-            log.log(levels.get(sev, logging.DEBUG), "TensorRT: %s", msg)
-
-    return Logger()
 
 
 def _make_progress_monitor(trt):
@@ -85,15 +63,47 @@ def parser_errors(parser, onnx_path: Path) -> RtresnetError:
 
 
 def _load_timing_cache(config, path: Path | None):
-    data = b""
-    if path is not None and path.is_file():
-        data = path.read_bytes()
-        log.info("using TensorRT timing cache %s (%d bytes)", path, len(data))
+    """Give the builder the cache in ``path``, or an empty one when there is none or it cannot be used."""
+    data = path.read_bytes() if path is not None and path.is_file() else b""
     cache = config.create_timing_cache(data)
+    if cache is None and data:  # None for truncated bytes or another TensorRT's format
+        log.warning("timing cache %s is truncated or from another TensorRT version; starting an empty one", path)
+        cache = config.create_timing_cache(b"")
+    if cache is None:
+        raise RtresnetError("TensorRT could not create an empty timing cache; see its log above "
+                            "(`rtresnet --debug build ...`)")
+    if data:
+        log.info("using TensorRT timing cache %s (%d bytes)", path, len(data))
     # A cache from another GPU would mislead tactic selection: start empty instead of ignoring the mismatch.
     if not config.set_timing_cache(cache, False):
         log.warning("timing cache %s was made on another GPU or TensorRT; starting a new one", path)
         config.set_timing_cache(config.create_timing_cache(b""), False)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Hold an exclusive lock on ``path.lock``: builds sharing a cache file save it one at a time."""
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _save_timing_cache(config, path: Path) -> None:
+    """Merge the builder's cache into the file, as trtexec does: another build may have saved entries since this
+    one read it, and a plain overwrite would drop them."""
+    cache = config.get_timing_cache()
+    with _locked(path):
+        data = path.read_bytes() if path.is_file() else b""
+        on_disk = config.create_timing_cache(data) if data else None
+        if on_disk is not None and on_disk.combine(cache, False):
+            cache = on_disk  # the file's entries plus this build's
+        elif data:
+            log.warning("timing cache %s is unreadable or from another GPU or TensorRT; replacing it", path)
+        atomic_write_bytes(path, bytes(memoryview(cache.serialize())))
+    log.info("saved TensorRT timing cache %s", path)
 
 
 def _configure(trt, builder, network, config, request: BuildRequest) -> None:
@@ -114,6 +124,10 @@ def _configure(trt, builder, network, config, request: BuildRequest) -> None:
         profile.set_shape(tensor.name, *shapes)
     config.add_optimization_profile(profile)
     if request.dla_core is not None:
+        cores = builder.num_DLA_cores
+        if request.dla_core >= cores:
+            raise RtresnetError(f"--dla-core {request.dla_core} asks for a DLA core but this device has {cores} "
+                                f"(TensorRT {trt.__version__}; {DLA_VERSIONS}); drop --dla-core")
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = request.dla_core
         if request.gpu_fallback:
@@ -132,11 +146,10 @@ def _configure(trt, builder, network, config, request: BuildRequest) -> None:
 def build_trt(request: BuildRequest, engine_path: Path) -> None:
     """Build a plain TensorRT plan from ``request.onnx_path`` into ``engine_path`` (a temporary path)."""
     trt = import_tensorrt()
-    logger = make_logger(trt)
-    builder = trt.Builder(logger)
+    builder = trt.Builder(logger())
     # One path for 10.x and 11.x; the enum's value differs between them, so never a literal.
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = trt.OnnxParser(network, logger)
+    parser = trt.OnnxParser(network, logger())
     if not parser.parse_from_file(str(request.onnx_path)):
         raise parser_errors(parser, request.onnx_path)
     config = builder.create_builder_config()
@@ -153,5 +166,4 @@ def build_trt(request: BuildRequest, engine_path: Path) -> None:
     with open(engine_path, "wb") as f:
         f.write(memoryview(plan))
     if request.timing_cache is not None:
-        atomic_write_bytes(request.timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
-        log.info("saved TensorRT timing cache %s", request.timing_cache)
+        _save_timing_cache(config, request.timing_cache)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -303,7 +304,83 @@ def test_devices_map_to_onnxruntime_providers():
     assert providers_for("cuda:1")[0] == ("CUDAExecutionProvider", {"device_id": 1})
     assert [p[0] if isinstance(p, tuple) else p for p in providers_for("tensorrt")] == [
         "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert providers_for("tensorrt:1", {"trt_fp16_enable": True})[:2] == [
+        ("TensorrtExecutionProvider", {"device_id": 1, "trt_fp16_enable": True}),
+        ("CUDAExecutionProvider", {"device_id": 1})]
     with pytest.raises(RtresnetError, match="cannot run on device 'npu'"):
         providers_for("npu")
     with pytest.raises(RtresnetError, match="bad device 'cuda:x'"):
         providers_for("cuda:x")
+
+
+# -- onnxruntime's TensorRT EP options (pure functions: no onnxruntime-gpu needed) ------------------------------
+def _info(precision: str) -> ModelInfo:
+    return ModelInfo("resnet50", 1000, 3, (224, 224), Preprocessing.default(3, (224, 224)), precision=precision)
+
+
+@pytest.mark.parametrize("precision, quantization, fp16, int8", [
+    ("fp32", {}, False, False),
+    ("fp16", {}, True, False),
+    ("int8", {"target": "tensorrt", "method": "entropy", "high_precision": "fp16"}, True, True),
+    ("int8", {"target": "tensorrt", "method": "entropy", "high_precision": "fp32"}, False, True),
+])
+def test_tensorrt_ep_options_follow_the_model(tmp_path, precision, quantization, fp16, int8):
+    from rtresnet.runtime.ort_runner import tensorrt_ep_options
+
+    opts = tensorrt_ep_options(_info(precision), quantization, input_name="input", min_batch=1, max_batch=32,
+                               cache_dir=tmp_path / "cache")
+    assert opts.pop("trt_fp16_enable", False) is fp16 and opts.pop("trt_int8_enable", False) is int8
+    assert opts == {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(tmp_path / "cache"),
+                    "trt_profile_min_shapes": "input:1x3x224x224", "trt_profile_opt_shapes": "input:32x3x224x224",
+                    "trt_profile_max_shapes": "input:32x3x224x224"}
+
+
+def test_tensorrt_ep_refuses_a_cpu_int8_model(tmp_path):
+    from rtresnet.runtime.ort_runner import tensorrt_ep_options
+
+    with pytest.raises(RtresnetError, match=r"quantized for the CPU .*UINT8.* again with `--target tensorrt`"):
+        tensorrt_ep_options(_info("int8"), {"target": "cpu", "method": "entropy"}, input_name="input", min_batch=1,
+                            max_batch=8, cache_dir=tmp_path)
+
+
+def _tiny_onnx(path: Path, info: ModelInfo, quantization: dict[str, str], batch: int | str = "batch") -> Path:
+    """An Identity graph carrying rtresnet metadata, as the precision stage writes it."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from rtresnet.spec import write_model_info
+
+    shape = [batch, 3, 224, 224]
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["logits"])], "g",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, shape)])
+    model = helper.make_model(graph)
+    write_model_info(model, info)
+    for k, v in quantization.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = f"rtresnet_quantization.{k}", v
+    onnx.save(model, str(path))
+    return path
+
+
+def test_tensorrt_ep_setup_reads_the_models_metadata_and_batch_range(tmp_path, monkeypatch):
+    from rtresnet.runtime.ort_runner import _tensorrt_setup
+
+    info = _info("int8")
+    tensorrt = _tiny_onnx(tmp_path / "m.int8.onnx", info, {"target": "tensorrt", "high_precision": "fp16"})
+    opts, batches = _tensorrt_setup(tensorrt, info, {"min_batch": 2, "max_batch": 16}, None)
+    assert batches == (2, 16) and opts["trt_int8_enable"] and opts["trt_fp16_enable"]
+    assert opts["trt_profile_min_shapes"] == "input:2x3x224x224"
+    assert opts["trt_profile_max_shapes"] == opts["trt_profile_opt_shapes"] == "input:16x3x224x224"
+    assert Path(opts["trt_engine_cache_path"]) == tmp_path / "m.int8.trt-cache"
+    assert (tmp_path / "m.int8.trt-cache").is_dir()
+    assert _tensorrt_setup(tensorrt, info, None, None)[1] == (1, 32)      # dynamic batch: 1..32 as builds default
+    assert _tensorrt_setup(tensorrt, info, None, 64)[1] == (1, 64)        # the runner's max_batch widens it
+    fixed = _tiny_onnx(tmp_path / "fixed.onnx", _info("fp16"), {}, batch=4)
+    assert _tensorrt_setup(fixed, _info("fp16"), None, None)[1] == (4, 4)
+    cpu = _tiny_onnx(tmp_path / "cpu.int8.onnx", info, {"target": "cpu"})
+    with pytest.raises(RtresnetError, match="--target tensorrt"):
+        _tensorrt_setup(cpu, info, None, None)
+    monkeypatch.setattr("rtresnet.runtime.ort_runner.os.access", lambda path, mode: False)  # a read-only folder
+    opts, _ = _tensorrt_setup(tensorrt, info, None, None)
+    assert Path(opts["trt_engine_cache_path"]).parent == Path(os.environ["RTRESNET_HOME"])

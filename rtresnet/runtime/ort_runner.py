@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,9 @@ def _device_id(device: str) -> int:
         raise RtresnetError(f"bad device {device!r}; use cpu, cuda, cuda:N or tensorrt:N") from None
 
 
-def providers_for(device: str) -> list[Any]:
-    """onnxruntime providers for ``device``: cpu, cuda[:N] or tensorrt[:N] (onnxruntime's TensorRT EP)."""
+def providers_for(device: str, tensorrt_options: dict[str, Any] | None = None) -> list[Any]:
+    """onnxruntime providers for ``device``: cpu, cuda[:N] or tensorrt[:N] (onnxruntime's TensorRT EP, configured
+    with ``tensorrt_options`` from ``tensorrt_ep_options``)."""
     kind = device.split(":")[0]
     if kind == "cpu":
         return ["CPUExecutionProvider"]
@@ -37,8 +39,71 @@ def providers_for(device: str) -> list[Any]:
     if kind == "cuda":
         return [("CUDAExecutionProvider", opts), "CPUExecutionProvider"]
     if kind == "tensorrt":
-        return [("TensorrtExecutionProvider", opts), ("CUDAExecutionProvider", opts), "CPUExecutionProvider"]
+        return [("TensorrtExecutionProvider", {**opts, **(tensorrt_options or {})}), ("CUDAExecutionProvider", opts),
+                "CPUExecutionProvider"]
     raise RtresnetError(f"onnxruntime cannot run on device {device!r}; use cpu, cuda[:N] or tensorrt[:N]")
+
+
+def tensorrt_ep_options(info: ModelInfo, quantization: dict[str, str], *, input_name: str, min_batch: int,
+                        max_batch: int, cache_dir: Path) -> dict[str, Any]:
+    """TensorRT EP options for a model: precision flags from its rtresnet metadata (``quantization`` holds the
+    ``rtresnet_quantization.*`` settings: target, method, high_precision), an engine cache (the EP otherwise builds
+    its engine again in every process) and an explicit profile over the runner's batch range (the EP otherwise
+    rebuilds its engine each time a larger batch arrives)."""
+    int8 = info.precision == "int8"
+    if int8 and quantization.get("target") == "cpu":
+        raise RtresnetError("this INT8 model was quantized for the CPU (UINT8 asymmetric activations, which TensorRT "
+                            "misreads); quantize the FP32 model again with `--target tensorrt` for the TensorRT EP, "
+                            "or run this one with --device cpu")
+
+    def shape(batch: int) -> str:
+        return f"{input_name}:" + "x".join(str(d) for d in info.input_shape(batch))
+
+    options: dict[str, Any] = {
+        "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir),
+        "trt_profile_min_shapes": shape(min_batch), "trt_profile_opt_shapes": shape(max_batch),
+        "trt_profile_max_shapes": shape(max_batch)}
+    # the float remainder of a Q/DQ graph runs in FP16 when it was quantized that way (ModelOpt's default)
+    if info.precision == "fp16" or (int8 and quantization.get("high_precision") == "fp16"):
+        options["trt_fp16_enable"] = True
+    if int8:
+        options["trt_int8_enable"] = True  # scales come from the Q/DQ nodes: no calibration table
+    return options
+
+
+def tensorrt_cache_dir(model_path: Path) -> Path:
+    """Where the TensorRT EP keeps its engines: a folder beside the model, or under $RTRESNET_HOME when the model's
+    folder is read-only (the EP names engine files by a hash of the graph, so models never share one)."""
+    if os.access(model_path.parent, os.W_OK):
+        return model_path.parent / f"{model_path.stem}.trt-cache"
+    from rtresnet.weights import rtresnet_home
+
+    return rtresnet_home() / "ort-trt-cache"
+
+
+def _tensorrt_setup(path: Path, info: ModelInfo, profile: dict | None,
+                    max_batch: int | None) -> tuple[dict[str, Any], tuple[int, int]]:
+    """TensorRT EP options for the ONNX at ``path`` and the batch range of their profile (min, max)."""
+    import onnx
+
+    from rtresnet.build.request import DEFAULT_MAX_BATCH
+    from rtresnet.precision.int8 import QUANT_META_PREFIX
+    from rtresnet.spec import graph_io
+
+    model = onnx.load(str(path), load_external_data=False)
+    quantization = {p.key[len(QUANT_META_PREFIX):]: p.value for p in model.metadata_props
+                    if p.key.startswith(QUANT_META_PREFIX)}
+    first = graph_io(model.graph)[0][0]
+    batch = first.shape[0]
+    lo, hi = (batch, batch) if isinstance(batch, int) else (1, None)
+    if profile:
+        lo, hi = max(lo, int(profile.get("min_batch", lo))), profile.get("max_batch", hi)
+    hi = int(hi or max_batch or info.max_batch or DEFAULT_MAX_BATCH)
+    cache_dir = tensorrt_cache_dir(path)
+    options = tensorrt_ep_options(info, quantization, input_name=first.name, min_batch=lo, max_batch=hi,
+                                  cache_dir=cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return options, (lo, hi)
 
 
 def _provider_name(p: Any) -> str:
@@ -68,8 +133,12 @@ class OrtRunner(Runner):
                                 f"{', '.join(OPTIMIZATION_LEVELS)}")
         if threads is not None and threads < 0:
             raise RtresnetError(f"threads must be >= 0 (0 = onnxruntime's default), got {threads}")
+        trt_range = None  # the TensorRT EP's profile: batches beyond it are split, never rebuilt for
         if providers is None:
-            providers = providers_for(device or "cpu")
+            trt_options = None
+            if (device or "cpu").split(":")[0] == "tensorrt":
+                trt_options, trt_range = _tensorrt_setup(Path(path), info, profile, max_batch)
+            providers = providers_for(device or "cpu", trt_options)
         available = ort.get_available_providers()
         missing = [_provider_name(p) for p in providers if _provider_name(p) not in available]
         if missing:
@@ -110,6 +179,7 @@ class OrtRunner(Runner):
         lo, hi = (batch_dim, batch_dim) if isinstance(batch_dim, int) else (1, None)
         if profile:
             lo, hi = max(lo, int(profile.get("min_batch", lo))), profile.get("max_batch", hi)
+        lo, hi = trt_range or (lo, hi)
         spec = InputSpec(inputs[0].name, tuple(sample), dtype, "NCHW" if info.input_format == "float-nchw" else "NHWC",
                          lo, None if hi is None else int(hi))
         num_classes = outputs[0].shape[-1] if isinstance(outputs[0].shape[-1], int) else info.num_classes

@@ -5,8 +5,11 @@ TensorRT FP16/INT8 engines, side by side in one process. Skips with a message (e
     python benchmarks/gpu.py --batch-sizes 1,8 --out reports
 
 Each GPU row has two scopes, as trtexec splits them: host to host (input and logits in host memory, copies
-included) and device compute only (input already on the GPU, CUDA events around the inference). Backends this
-machine lacks (onnxruntime without its CUDA provider, no TensorRT) get a row saying so.
+included) and a device scope with the input already on the GPU: "compute" for TensorRT (CUDA events on the
+runner's own stream around the engine run, as trtexec's GPU Compute Time), "gpu-resident" for the others (CUDA
+events on the caller's stream around infer(), so their host-side work counts too). TensorRT rows use one engine per
+batch size, optimized for it. FP32 rows run with TF32 off (torch-cuda, TensorRT); onnxruntime-cuda keeps its
+defaults. Backends this machine lacks (onnxruntime without its CUDA provider, no TensorRT) get a row saying so.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from rtresnet.bench.backends import GPU_BACKENDS
 
 def device_table(report) -> str:
     """Markdown: host-to-host and device-only latency per GPU backend and batch size."""
-    rows = ["| backend | batch | host p50 ms | host p99 ms | host img/s | device p50 ms | device p99 ms | "
-            "device img/s | speedup (host) |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| backend | batch | host p50 ms | host p99 ms | host img/s | device scope | device p50 ms | "
+            "device p99 ms | device img/s | speedup (host) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for b in report.backends:
         for r in b.batches:
             d = r.device
             rows.append(f"| {b.name} | {r.batch_size} | {r.host.latency_ms_median:.3f} | {r.host.latency_ms_p99:.3f} "
-                        f"| {r.throughput_img_s:.0f} | {d.latency_ms_median if d else float('nan'):.3f} | "
+                        f"| {r.throughput_img_s:.0f} | {b.device_scope or ''} | "
+                        f"{d.latency_ms_median if d else float('nan'):.3f} | "
                         f"{d.latency_ms_p99 if d else float('nan'):.3f} | {r.device_throughput_img_s or 0:.0f} | "
                         f"{r.speedup_vs_baseline or float('nan'):.2f}x |")
     return "\n".join(rows)
@@ -43,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backends", default=",".join(GPU_BACKENDS))
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     p.add_argument("--work-dir", type=Path, default=None)
+    p.add_argument("--tag", default="", help="added to the result file names (e.g. the step of a GPU check)")
     args = p.parse_args(argv)
 
     import torch
@@ -70,12 +75,17 @@ def main(argv: list[str] | None = None) -> int:
     gpu = (report.environment.get("gpu") or {}).get("name", "gpu")
     slug = re.sub(r"[^A-Za-z0-9]+", "-", gpu).strip("-").lower()
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"resnet50_gpu_{datetime.now(timezone.utc):%Y-%m-%d}_{slug}"
+    tag = f"_{re.sub(r'[^A-Za-z0-9-]+', '-', args.tag)}" if args.tag else ""
+    stem = args.out / f"resnet50_gpu_{datetime.now(timezone.utc):%Y-%m-%d}_{slug}{tag}"
     write_reports(report, json_path=stem.with_suffix(".json"), plot_path=stem.with_suffix(".png"))
     atomic_write_text(stem.with_suffix(".md"), markdown_text(report) + "\nHost-to-host vs device-only:\n\n" + table +
-                      "\n\nReproduce: `python benchmarks/gpu.py`\n")
+                      f"\n\nReproduce: `python benchmarks/gpu.py --batch-sizes {args.batch_sizes} --backends "
+                      f"{args.backends}`\n")
     print(f"wrote {stem}.json, .md, .png")
-    return 0
+    failed = [f"{b.name}: {b.reason}" for b in report.backends if b.status == "failed"]
+    for line in failed:
+        print(f"failed: {line}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

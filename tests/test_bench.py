@@ -161,8 +161,10 @@ def test_cli_models_mode(report, checkpoint):
 def test_gpu_rows_have_device_scope(checkpoint):
     rep = run("resnet18", weights=checkpoint, input_size=32, backends="torch,torch-cuda,torch-cuda-fp16",
               batch_sizes=(1, 4), timing=TimingConfig(warmup_iters=2, iters=5), threads=1, samples=8)
-    assert "CUDA events" in rep.timing["device_scope"]
+    assert "CUDA events" in rep.timing["device_scope"] and "not pure device compute" in rep.timing["device_scope"]
+    assert any("torch-cuda runs with TF32 off" in n for n in rep.notes)
     cuda, fp16 = rep.backend("torch-cuda"), rep.backend("torch-cuda-fp16")
+    assert cuda.device_scope == fp16.device_scope == "gpu-resident"  # PyTorch's runner has no stream of its own
     for b in (cuda, fp16):
         assert b.ok, b.reason
         r = b.batch(4)

@@ -7,8 +7,10 @@ Availability (CUDA, onnxruntime's CUDA provider, TensorRT) is checked before any
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,8 @@ class BackendSpec:
 
 BACKENDS: dict[str, BackendSpec] = {s.name: s for s in (
     BackendSpec("torch", "torch", "fp32", "cpu", description="PyTorch eager FP32 (the baseline)"),
-    BackendSpec("torch-cuda", "torch", "fp32", "cuda", description="PyTorch eager FP32 on CUDA"),
+    BackendSpec("torch-cuda", "torch", "fp32", "cuda",
+                description="PyTorch eager FP32 on CUDA, TF32 off (as in rtresnet's TensorRT FP32 engines)"),
     BackendSpec("torch-cuda-fp16", "torch", "fp16", "cuda", description="PyTorch eager, FP16 autocast"),
     BackendSpec("torch-cuda-fp16-cl", "torch", "fp16", "cuda", channels_last=True,
                 description="PyTorch eager, FP16 autocast, channels_last"),
@@ -40,13 +43,20 @@ BACKENDS: dict[str, BackendSpec] = {s.name: s for s in (
     BackendSpec("onnxruntime-fp16", "onnxruntime", "fp16", "cpu", description="onnxruntime CPU, FP16 engine"),
     BackendSpec("onnxruntime-int8", "onnxruntime", "int8", "cpu",
                 description="onnxruntime CPU, INT8 QDQ engine (U8 activations, S8 per-channel weights)"),
-    BackendSpec("onnxruntime-cuda", "onnxruntime", "fp32", "cuda", description="onnxruntime CUDA EP, FP32"),
+    BackendSpec("onnxruntime-cuda", "onnxruntime", "fp32", "cuda",
+                description="onnxruntime CUDA EP, FP32 (its defaults let convolutions use TF32)"),
     BackendSpec("onnxruntime-cuda-fp16", "onnxruntime", "fp16", "cuda", description="onnxruntime CUDA EP, FP16"),
-    BackendSpec("tensorrt", "tensorrt", "fp32", "cuda", description="TensorRT FP32/TF32 engine"),
+    BackendSpec("tensorrt", "tensorrt", "fp32", "cuda", description="TensorRT FP32 engine, TF32 off"),
     BackendSpec("tensorrt-fp16", "tensorrt", "fp16", "cuda", description="TensorRT FP16 engine"),
     BackendSpec("tensorrt-int8", "tensorrt", "int8", "cuda",
                 description="TensorRT INT8 engine (explicit Q/DQ, FP16 elsewhere)"),
 )}
+# On the GPU "fp32" is only comparable with TF32 off everywhere: rtresnet builds TensorRT FP32 engines without TF32
+# (unless --tf32), while cuDNN runs PyTorch's convolutions in TF32 by default.
+FP32_GPU_NOTE = ("FP32 on the GPU: torch-cuda runs with TF32 off (cuDNN would use TF32 for convolutions by default) "
+                 "and the TensorRT FP32 engines are built without TF32; onnxruntime-cuda keeps its CUDA EP defaults, "
+                 "which allow TF32")
+
 GPU_BACKENDS = ("torch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-cl", "onnxruntime-cuda", "onnxruntime-cuda-fp16",
                 "tensorrt", "tensorrt-fp16", "tensorrt-int8")
 
@@ -61,6 +71,23 @@ def parse_backends(names: str | list[str] | tuple[str, ...]) -> tuple[BackendSpe
     if len(set(items)) != len(items):
         raise RtresnetError(f"a backend is listed twice in {', '.join(items)}")
     return tuple(BACKENDS[n] for n in items)
+
+
+@contextlib.contextmanager
+def numerics(spec: BackendSpec | None) -> Iterator[None]:
+    """Run ``spec`` in its stated precision: the torch-cuda FP32 baseline with TF32 off, as rtresnet's TensorRT
+    FP32 engines; PyTorch's flags are restored afterwards."""
+    if spec is None or (spec.runtime, spec.device, spec.precision) != ("torch", "cuda", "fp32"):
+        yield
+        return
+    import torch
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def unavailable_reason(spec: BackendSpec) -> str | None:
@@ -113,10 +140,16 @@ class Workspace:
         keys = ("arch", "num_classes", "in_channels", "input_size", "preprocessing", "weights_sha256", "input_format")
         return have.weights_sha256 is not None and all(getattr(have, k) == getattr(self.info, k) for k in keys)
 
-    def engine(self, spec: BackendSpec) -> Path:
+    def engines(self, spec: BackendSpec, sizes: Sequence[int]) -> dict[int, Path]:
+        """TensorRT: one engine per timed batch size, each optimized for that size (opt = batch, as trtexec's
+        --shapes; TensorRT picks one set of tactics per profile) and valid for batches 1..max_batch."""
+        return {b: self.engine(spec, opt_batch=b) for b in sizes}
+
+    def engine(self, spec: BackendSpec, opt_batch: int | None = None) -> Path:
         """The file the runtime loads: an engine built from the FP32 ONNX (the build stage converts or quantizes
-        it, INT8 calibrated for the backend's target). For onnxruntime's CUDA provider it is the ONNX itself,
-        because onnxruntime engines are optimized for the CPU provider's kernels."""
+        it, INT8 calibrated for the backend's target), TensorRT ones optimized for ``opt_batch`` (default: the
+        largest). For onnxruntime's CUDA provider it is the ONNX itself, because onnxruntime engines are optimized
+        for the CPU provider's kernels."""
         fp32 = self.fp32_onnx()
         if spec.runtime == "onnxruntime" and spec.device == "cuda":
             if spec.precision == "fp32":
@@ -129,11 +162,11 @@ class Workspace:
         calibration = ({"calib_data": self.calib_data, "calib_size": self.calib_size, "method": self.calib_method,
                         "seed": self.seed, "cache_dir": self.work_dir / "calibration"}
                        if spec.precision == "int8" else {})
-        suffix = "plan" if spec.runtime == "tensorrt" else "onnx"
-        artifact = build_engine(fp32, precision=spec.precision, backend=spec.runtime, min_batch=1,
-                                opt_batch=min(self.max_batch, 8), max_batch=self.max_batch,
-                                output=self.work_dir / f"{fp32.stem}.{spec.precision}.{spec.runtime}.{suffix}",
-                                **calibration)
+        opt = opt_batch or self.max_batch
+        name = (f"{fp32.stem}.{spec.precision}.tensorrt.opt{opt}.plan" if spec.runtime == "tensorrt" else
+                f"{fp32.stem}.{spec.precision}.{spec.runtime}.onnx")
+        artifact = build_engine(fp32, precision=spec.precision, backend=spec.runtime, min_batch=1, opt_batch=opt,
+                                max_batch=self.max_batch, output=self.work_dir / name, **calibration)
         return Path(artifact.path)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import tempfile
@@ -15,10 +16,12 @@ import numpy as np
 from rtresnet.bench.accuracy import accuracy_result, evaluate
 from rtresnet.bench.backends import (
     BACKENDS,
+    FP32_GPU_NOTE,
     BackendSpec,
     Workspace,
     load_model_file,
     load_runner,
+    numerics,
     parse_backends,
     unavailable_reason,
 )
@@ -27,7 +30,7 @@ from rtresnet.bench.gates import check_gates, validate_gates
 from rtresnet.bench.memory import PeakMemory, memory_method
 from rtresnet.bench.results import BackendResult, BatchResult, BenchReport
 from rtresnet.bench.stats import UNSTABLE_COV, LatencyStats
-from rtresnet.bench.timing import DEVICE_SCOPE, HOST_SCOPE, TimingConfig, time_device, time_host
+from rtresnet.bench.timing import DEVICE_SCOPES, HOST_SCOPE, TimingConfig, time_compute, time_device, time_host
 from rtresnet.errors import RtresnetError
 from rtresnet.progress import track
 from rtresnet.spec import ModelInfo, Preprocessing
@@ -119,24 +122,38 @@ def _buffers(inputs: np.ndarray, batch: int, count: int) -> list[np.ndarray]:
     return [np.ascontiguousarray(inputs[np.arange(j * batch, (j + 1) * batch) % n]) for j in range(count)]
 
 
-def _time_batches(runner: Any, inputs: np.ndarray, sizes: tuple[int, ...], timing: TimingConfig,
-                  device_timing: bool) -> tuple[list[BatchResult], list[str]]:
-    results, warnings, unstable = [], [], []
-    gpu = str(runner.device).startswith("cuda")
-    limit = runner.input_spec.max_batch
-    for b in sizes:
-        if limit is not None and b > limit:
-            warnings.append(f"batch {b} exceeds the engine's maximum batch {limit}: the runner splits it, so it is "
-                            f"timed as {-(-b // limit)} calls; rebuild with --max-batch {b} to time one call")
-        buffers = _buffers(inputs, b, timing.buffers)
-        host = time_host(runner.infer, buffers, timing)
-        stats = LatencyStats.from_samples(host.samples_ms)
-        device = None
-        if gpu and device_timing:
-            import torch
+def _device_latency(runner: Any, buffers: list[np.ndarray], timing: TimingConfig) -> tuple[LatencyStats, str]:
+    """Latency with the input already on the GPU, and its scope (a key of DEVICE_SCOPES): device compute where
+    the runner times its own stream (TensorRT), GPU-resident otherwise."""
+    import torch
 
-            on_gpu = [torch.from_numpy(x).to(runner.device) for x in buffers]
-            device = LatencyStats.from_samples(time_device(runner.infer, on_gpu, timing).samples_ms)
+    on_gpu = [torch.from_numpy(x).to(runner.device) for x in buffers]
+    if not hasattr(runner, "time_compute"):
+        return LatencyStats.from_samples(time_device(runner.infer, on_gpu, timing).samples_ms), "gpu-resident"
+    runner.time_compute(True)
+    try:
+        result = time_compute(runner.infer, lambda: runner.last_compute_ms, on_gpu, timing)
+    finally:
+        runner.time_compute(False)
+    return LatencyStats.from_samples(result.samples_ms), "compute"
+
+
+def _time_batches(runner_for, inputs: np.ndarray, sizes: tuple[int, ...], timing: TimingConfig,
+                  device_timing: bool) -> tuple[list[BatchResult], list[str], str | None]:
+    """Time each batch size on ``runner_for(b)`` (a context manager yielding the runner for that size)."""
+    results, warnings, unstable, scope = [], [], [], None
+    for b in sizes:
+        with runner_for(b) as runner:
+            limit = runner.input_spec.max_batch
+            if limit is not None and b > limit:
+                warnings.append(f"batch {b} exceeds the engine's maximum batch {limit}: the runner splits it, so it "
+                                f"is timed as {-(-b // limit)} calls; rebuild with --max-batch {b} to time one call")
+            buffers = _buffers(inputs, b, timing.buffers)
+            host = time_host(runner.infer, buffers, timing)
+            stats = LatencyStats.from_samples(host.samples_ms)
+            device = None
+            if str(runner.device).startswith("cuda") and device_timing:
+                device, scope = _device_latency(runner, buffers, timing)
         if stats.unstable:
             unstable.append(f"batch {b} ({stats.cov:.0%})")
         results.append(BatchResult(
@@ -146,7 +163,7 @@ def _time_batches(runner: Any, inputs: np.ndarray, sizes: tuple[int, ...], timin
     if unstable:
         warnings.append(f"unstable timing, CoV above {UNSTABLE_COV:.0%} at {', '.join(unstable)}: other load on the "
                         f"machine? time longer (--duration-s) on an idle machine")
-    return results, warnings
+    return results, warnings, scope
 
 
 def _run_backend(name: str, spec: BackendSpec | None, prepare, model: _Model, data_for,
@@ -162,12 +179,19 @@ def _run_backend(name: str, spec: BackendSpec | None, prepare, model: _Model, da
         t0 = time.perf_counter()
         artifact = prepare()
         build_s = time.perf_counter() - t0
+        # TensorRT: one engine per batch size (a dict); accuracy runs on the largest size's
+        engines = artifact if isinstance(artifact, dict) else None
+        artifact = engines[max(engines)] if engines else artifact
+
+        def load(path: Any) -> Any:
+            if spec is None:
+                return load_model_file(path, threads=opts.threads)
+            return load_runner(spec, engine=path, weights=model.weights, info=model.info, threads=opts.threads)
+
         stage = "load"
-        with PeakMemory(gpu=base["device"] == "cuda") as mem:
+        with numerics(spec), PeakMemory(gpu=base["device"] == "cuda") as mem:
             t0 = time.perf_counter()
-            runner = (load_model_file(artifact, threads=opts.threads) if spec is None else
-                      load_runner(spec, engine=artifact, weights=model.weights, info=model.info,
-                                  threads=opts.threads))
+            runner = load(artifact)
             load_s = time.perf_counter() - t0
             with runner:
                 if spec is None:
@@ -180,7 +204,13 @@ def _run_backend(name: str, spec: BackendSpec | None, prepare, model: _Model, da
                     logits = evaluate(runner.infer, inputs, max(opts.sizes))
                     accuracy = accuracy_result(model.reference, logits, labels)
                 stage = "timing"
-                batches, warnings = _time_batches(runner, inputs, opts.sizes, opts.timing, opts.device_timing)
+                if engines is None:
+                    timed = _time_batches(lambda b: contextlib.nullcontext(runner), inputs, opts.sizes, opts.timing,
+                                          opts.device_timing)
+            if engines is not None:  # one engine loaded at a time, so peak memory is one engine's
+                timed = _time_batches(lambda b: load(engines[b]), inputs, opts.sizes, opts.timing,
+                                      opts.device_timing)
+        batches, warnings, device_scope = timed
         peak = mem.result()
     except Exception as e:  # noqa: BLE001 - a backend's failure is a result, reported with its reason
         msg = str(e).splitlines()[0] if str(e) else ""
@@ -196,7 +226,7 @@ def _run_backend(name: str, spec: BackendSpec | None, prepare, model: _Model, da
     return BackendResult(status="ok", artifact=shown, size_bytes=size,
                          build_s=build_s, load_s=load_s, peak_rss_mib=peak.peak_rss_mib,
                          peak_gpu_mib=peak.peak_gpu_mib, batches=tuple(batches), accuracy=accuracy,
-                         warnings=tuple(warnings), **base)
+                         warnings=tuple(warnings), device_scope=device_scope, **base)
 
 
 def _with_speedups(results: list[BackendResult]) -> tuple[list[BackendResult], str]:
@@ -317,7 +347,9 @@ def _run(model: _Model, torch_model: Any, specs: tuple[BackendSpec, ...], models
 
     jobs: list[tuple[str, BackendSpec | None, Any]] = []
     for spec in specs:
-        prepare = (lambda: None) if spec.runtime == "torch" else (lambda s=spec: workspace.engine(s))
+        prepare = ((lambda: None) if spec.runtime == "torch" else
+                   (lambda s=spec: workspace.engines(s, sizes)) if spec.runtime == "tensorrt" else
+                   (lambda s=spec: workspace.engine(s)))
         jobs.append((spec.name, spec, prepare))
     for p in models:
         jobs.append((p.name, None, lambda p=p: p))
@@ -329,9 +361,13 @@ def _run(model: _Model, torch_model: Any, specs: tuple[BackendSpec, ...], models
     load_after = load_average()
     env["load_average_1m"] = {"before": load_before[0] if load_before else None,
                               "after": load_after[0] if load_after else None}
-    note = busy_note(load_before, load_after, env["cpu"]["usable_cores"])
+    notes = [n for n in (busy_note(load_before, load_after, env["cpu"]["usable_cores"]),) if n]
     gpu = any(r.device == "cuda" and r.ok for r in results)
-    device_scope = DEVICE_SCOPE if gpu and opts.device_timing else None
+    if any(r.ok and r.device == "cuda" and r.precision == "fp32" for r in results):
+        notes.append(FP32_GPU_NOTE)
+    scopes = sorted({r.device_scope for r in results if r.ok and r.device_scope})
+    device_scope = "; ".join(f"{DEVICE_SCOPES[k]} ({', '.join(r.name for r in results if r.device_scope == k)})"
+                             for k in scopes) or None
     return BenchReport(
         created_at=utc_now(),
         model={"arch": model.info.arch, "num_classes": model.info.num_classes, "in_channels": model.info.in_channels,
@@ -341,7 +377,7 @@ def _run(model: _Model, torch_model: Any, specs: tuple[BackendSpec, ...], models
               "synthetic": bool(dataset.synthetic), "fingerprint": dataset.fingerprint},
         timing={"batch_sizes": list(sizes), "threads": opts.threads, "description": opts.timing.describe(),
                 "host_scope": HOST_SCOPE, "device_scope": device_scope, "unstable_cov": UNSTABLE_COV},
-        memory_method=memory_method(gpu), environment=env, baseline=baseline, notes=(note,) if note else (),
+        memory_method=memory_method(gpu), environment=env, baseline=baseline, notes=tuple(notes),
         backends=tuple(results), gates={"min_top1_pct": opts.min_top1, "max_top1_drop_pts": opts.max_top1_drop},
         gate_failures=check_gates(results, opts.min_top1, opts.max_top1_drop))
 

@@ -19,8 +19,8 @@ CSV_FIELDS = (
     "peak_rss_mib", "peak_gpu_mib", "top1_pct", "top5_pct", "top1_drop_pts", "top1_agreement_pct",
     "top5_agreement_pct", "max_abs_diff", "cosine_mean", "latency_ms_min", "latency_ms_mean", "latency_ms_median",
     "latency_ms_p90", "latency_ms_p95", "latency_ms_p99", "latency_ms_max", "latency_ms_std", "cov",
-    "throughput_img_s", "device_latency_ms_median", "device_latency_ms_p99", "device_throughput_img_s",
-    "speedup_vs_baseline",
+    "throughput_img_s", "device_scope", "device_latency_ms_median", "device_latency_ms_p99",
+    "device_throughput_img_s", "speedup_vs_baseline",
 )
 TABLE_HEADER = ("backend", "status", "batch", "size MB", "RSS MiB", "top-1 %", "drop pts", "agree %", "p50 ms",
                 "p99 ms", "CoV", "img/s", "speedup")
@@ -78,7 +78,7 @@ def csv_text(report: BenchReport) -> str:
                        speedup_vs_baseline=r.speedup_vs_baseline, device_throughput_img_s=r.device_throughput_img_s,
                        **{k: v for k, v in r.host.to_dict().items() if k != "samples"})
             if r.device:
-                row.update(device_latency_ms_median=r.device.latency_ms_median,
+                row.update(device_scope=b.device_scope, device_latency_ms_median=r.device.latency_ms_median,
                            device_latency_ms_p99=r.device.latency_ms_p99)
         w.writerow({k: "" if v is None else v for k, v in row.items()})
     return buf.getvalue()

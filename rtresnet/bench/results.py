@@ -68,6 +68,7 @@ class BackendResult:
     batches: tuple[BatchResult, ...] = ()
     accuracy: AccuracyResult | None = None
     warnings: tuple[str, ...] = ()
+    device_scope: str | None = None          # how device latency was timed: a key of timing.DEVICE_SCOPES
 
     @property
     def ok(self) -> bool:

@@ -1,10 +1,13 @@
 """The timing loop: warm-up (excluded), then timed iterations over inputs rotated across several buffers.
 
-Two scopes, as trtexec splits them:
+Scopes, as trtexec splits them:
 - host: ``time.perf_counter`` around ``infer(batch)`` with the batch in host memory; ``infer`` returns host
   results, so the interval holds host-to-device copy, compute, device-to-host copy and the runner's overhead.
-- device: CUDA events recorded on the current stream around ``infer(batch)`` with the batch already on the GPU,
-  so the interval holds the GPU work only (no host copies).
+- device compute (TensorRT): the runner records CUDA events on its own stream around the engine run, with the
+  batch already on the GPU: the GPU work only, as trtexec's "GPU Compute Time".
+- GPU-resident (other GPU runners): CUDA events on the caller's stream around ``infer(batch)`` with the batch
+  already on the GPU. Those runners work on streams of their own and synchronize before returning, so the interval
+  also holds their host-side work: no host copies, but not pure device compute either.
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ DEFAULT_WARMUP_ITERS = 3
 DEFAULT_DURATION_S = 3.0
 
 HOST_SCOPE = "end-to-end, host to host: input in host memory -> logits in host memory (copies included)"
-DEVICE_SCOPE = "device compute only: input already on the GPU, CUDA events around the inference (no copies)"
+DEVICE_SCOPES = {
+    "compute": "device compute: input already on the GPU, CUDA events on the runner's own stream around the engine "
+               "run (no copies, no host overhead)",
+    "gpu-resident": "GPU-resident input: CUDA events on the caller's stream around infer() (no host copies, but the "
+                    "runner's host work and synchronization count: not pure device compute)",
+}
 
 
 @dataclass(frozen=True)
@@ -103,8 +111,27 @@ def time_host(infer: Callable[[Any], Any], buffers: Sequence[Any], config: Timin
     return TimingResult(samples_ms=tuple(_timed(measure, config)), warmup_iters=warm)
 
 
+def time_compute(infer: Callable[[Any], Any], compute_ms: Callable[[], float | None], buffers: Sequence[Any],
+                 config: TimingConfig) -> TimingResult:
+    """Time the device compute of ``infer`` on GPU-resident ``buffers`` as the runner measures it: ``compute_ms()``
+    after each call (``TrtRunner.last_compute_ms``: CUDA events on its own stream around the engine run)."""
+    if not buffers:
+        raise RtresnetError("no input buffers to time with")
+    warm = _warm_up(lambda i: infer(buffers[i % len(buffers)]), config)
+
+    def measure(i: int) -> float:
+        infer(buffers[i % len(buffers)])
+        ms = compute_ms()
+        if ms is None:
+            raise RtresnetError("the runner recorded no compute time; turn its timing on (time_compute())")
+        return float(ms)
+
+    return TimingResult(samples_ms=tuple(_timed(measure, config)), warmup_iters=warm)
+
+
 def time_device(infer: Callable[[Any], Any], buffers: Sequence[Any], config: TimingConfig) -> TimingResult:
-    """Time ``infer`` on GPU-resident ``buffers`` (torch CUDA tensors) with CUDA events on the current stream."""
+    """Time ``infer`` on GPU-resident ``buffers`` (torch CUDA tensors) with CUDA events on the current stream (the
+    "gpu-resident" scope: the runner's own host work counts)."""
     import torch
 
     if not buffers:

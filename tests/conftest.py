@@ -21,9 +21,10 @@ def pytest_collection_modifyitems(config, items):
     cuda = _has_cuda()
     trt = cuda and importlib.util.find_spec("tensorrt") is not None
     for item in items:
-        if "gpu" in item.keywords and not cuda:
+        # markers, not keywords: a parametrize id such as "tensorrt" (an INT8 target) is a keyword too
+        if item.get_closest_marker("gpu") and not cuda:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
-        if "tensorrt" in item.keywords and not trt:
+        if item.get_closest_marker("tensorrt") and not trt:
             item.add_marker(pytest.mark.skip(reason="needs TensorRT and a CUDA GPU"))
 
 
@@ -44,3 +45,26 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def realistic_onnx(tmp_path_factory):
+    """(arch, input size) -> FP32 ONNX of ``rtresnet.realistic.realistic_resnet`` (BN statistics re-estimated on
+    photo crops) and a .npy of 32 other photo crops to calibrate on; built once per session."""
+    import numpy as np
+
+    from rtresnet.export import export_onnx
+    from rtresnet.realistic import photo_crops, save_realistic_checkpoint
+
+    folder, built = tmp_path_factory.mktemp("realistic"), {}
+
+    def get(arch: str, size: int):
+        if (arch, size) not in built:
+            ckpt = save_realistic_checkpoint(arch, folder / f"{arch}_{size}.safetensors", input_size=size)
+            onnx_path = export_onnx(arch, folder / f"{arch}_{size}.onnx", weights=ckpt, input_size=size).path
+            crops = folder / f"crops_{size}.npy"
+            if not crops.exists():
+                np.save(crops, photo_crops(32, size, seed=7))
+            built[arch, size] = (onnx_path, crops)
+        return built[arch, size]
+    return get

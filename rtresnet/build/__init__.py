@@ -125,8 +125,8 @@ def _same_export(path: Path, arch: str, weights: str | None) -> bool:
     return info.weights == weights
 
 
-def _apply_precision(onnx_path: Path, info: ModelInfo, precision: str, backend: str,
-                     calibration_options: dict) -> PrecisionResult | None:
+def _apply_precision(onnx_path: Path, info: ModelInfo, precision: str, backend: str, calibration_options: dict,
+                     verify: dict) -> PrecisionResult | None:
     """Run the precision stage when the graph is FP32 and another precision is asked for (None: build as is)."""
     if calibration_options and precision != "int8":
         raise RtresnetError(f"calibration options ({', '.join(sorted(calibration_options))}) only apply with "
@@ -144,7 +144,7 @@ def _apply_precision(onnx_path: Path, info: ModelInfo, precision: str, backend: 
     if precision == "fp16":
         from rtresnet.precision import convert_fp16
 
-        return convert_fp16(onnx_path)
+        return convert_fp16(onnx_path, **verify)
     if "target" in calibration_options:
         raise RtresnetError("the INT8 target follows the backend (tensorrt or cpu); do not pass it to build")
     if calibration_options.get("calib_data") is None:
@@ -153,7 +153,7 @@ def _apply_precision(onnx_path: Path, info: ModelInfo, precision: str, backend: 
     from rtresnet.precision import quantize_int8
 
     target = "tensorrt" if backend == "tensorrt" else "cpu"
-    return quantize_int8(onnx_path, target=target, **calibration_options)
+    return quantize_int8(onnx_path, target=target, **verify, **calibration_options)
 
 
 def _cached(output: Path, request: BuildRequest) -> Sidecar | None:
@@ -176,6 +176,7 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
                  opt_level: int = 3, timing_cache: str | Path | None = None, dla_core: int | None = None,
                  gpu_fallback: bool = False, hardware_compat: str = "none", version_compat: bool = False,
                  tf32: bool = False, force: bool = False, output: str | Path | None = None,
+                 min_cosine: float | None = None, min_agreement: float | None = None, accept_mismatch: bool = False,
                  **calibration_options) -> EngineArtifact:
     """Build (or reuse) an engine of an ONNX model, or of ``arch``/``weights`` exported first.
 
@@ -183,6 +184,7 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
     ``quantize_int8``); an ONNX that is already FP16/INT8 is built as is. Batch sizes default to 1-32 (optimized
     for the largest) or the ONNX's fixed batch. ``backend="auto"`` uses TensorRT where it and a GPU exist.
     ``tf32`` lets TensorRT run FP32 layers in TF32 on Ampere and newer (faster; ~1e-3 relative error).
+    ``min_cosine``/``min_agreement``/``accept_mismatch`` judge the FP16/INT8 conversion (see ``quantize_int8``).
     """
     if precision not in PRECISIONS:
         raise RtresnetError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
@@ -210,7 +212,9 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
         raise RtresnetError(f"{source} is a folder; give an ONNX model file (from `rtresnet export`)")
     info = read_model_info(source)
     onnx_path, onnx_sha256, calibration = source, None, None
-    if (converted := _apply_precision(source, info, precision, target.backend, calibration_options)) is not None:
+    verify = {"min_cosine": min_cosine, "min_agreement": min_agreement, "accept_mismatch": accept_mismatch}
+    if (converted := _apply_precision(source, info, precision, target.backend, calibration_options,
+                                      verify)) is not None:
         onnx_path, info, onnx_sha256 = converted.path, converted.info, converted.sha256  # hashed once, there
         if converted.precision == "int8":
             calibration = {"method": converted.method, "cache_key": converted.cache_key, "target": converted.target}

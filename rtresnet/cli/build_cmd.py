@@ -6,7 +6,13 @@ import re
 
 import click
 
-from rtresnet.cli.quantize_cmd import CALIBRATION_KWARGS, calibration_options, refuse_given_without_int8
+from rtresnet.cli.quantize_cmd import (
+    CALIBRATION_KWARGS,
+    VERIFY_KWARGS,
+    calibration_options,
+    refuse_given_without_int8,
+    verification_options,
+)
 from rtresnet.errors import RtresnetError
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
@@ -34,6 +40,7 @@ def parse_size(text: str) -> int:
 @click.option("--fp32", "precision", flag_value="fp32", default=True,
               help="Build the graph in its own precision (an FP16/INT8 ONNX stays so).")
 @calibration_options  # shared with `rtresnet quantize`
+@verification_options
 @click.option("--backend", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default="auto",
               help="auto: TensorRT where it and a CUDA GPU exist, onnxruntime otherwise.")
 @click.option("--min-batch", type=int, help="Smallest batch of the profile [default: 1, or the fixed batch].")
@@ -66,15 +73,19 @@ def build(model, arch, weights, precision, backend, min_batch, opt_batch, max_ba
     from rtresnet.build import build_engine
     from rtresnet.cli.ui import stdout
 
+    verify = {k: calibration.pop(k) for k in VERIFY_KWARGS}
     if precision != "int8":
         refuse_given_without_int8(CALIBRATION_KWARGS)
         calibration = {}
+    if precision == "fp32" and (verify["accept_mismatch"] or any(verify[k] is not None for k in VERIFY_KWARGS[:2])):
+        raise RtresnetError("--min-cosine, --min-agreement and --accept-mismatch judge an FP16 or INT8 conversion; "
+                            "add --fp16 or --int8")
     calibration = {k: v for k, v in calibration.items() if v is not None}
     artifact = build_engine(model, arch=arch, weights=weights, precision=precision, backend=backend,
                             min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                             workspace_bytes=parse_size(workspace), opt_level=opt_level, timing_cache=timing_cache,
                             dla_core=dla_core, gpu_fallback=gpu_fallback, hardware_compat=hardware_compat,
-                            version_compat=version_compat, tf32=tf32, force=force, output=output,
+                            version_compat=version_compat, tf32=tf32, force=force, output=output, **verify,
                             **calibration)
     s = artifact.sidecar
     stdout.print(f"engine:  {artifact.path}", highlight=False)

@@ -37,6 +37,26 @@ def calibration_options(f):
     return f
 
 
+VERIFY_KWARGS = ("min_cosine", "min_agreement", "accept_mismatch")
+
+
+def verification_options(f):
+    """How the FP16/INT8 result is judged against FP32 (shared by `quantize` and `build`)."""
+    options = [
+        click.option("--min-cosine", "min_cosine", type=float,
+                     help="Fail below this mean cosine similarity of the logits to FP32 "
+                          "[default: 0.999 for FP16, 0.9 for INT8]."),
+        click.option("--min-agreement", "min_agreement", type=float,
+                     help="Fail below this share of samples whose top-1 class matches FP32 "
+                          "[default: 0.99 for FP16, 0.5 for INT8]."),
+        click.option("--accept-mismatch", "accept_mismatch", is_flag=True,
+                     help="Write the model even when it fails verification (a warning names the worst layers)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def refuse_given_without_int8(names) -> None:
     """The shared options arrive with their defaults filled in: only the ones the user gave are an error."""
     from rtresnet.errors import RtresnetError
@@ -62,11 +82,13 @@ def refuse_given_without_int8(names) -> None:
               help="With --fp16: keep this node or op type in FP32 (repeatable).")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
               help="Calibration cache folder [default: $RTRESNET_HOME/calib].")
+@verification_options
 @click.option("--no-verify", is_flag=True, help="Skip the comparison with the FP32 model.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
               help="Output .onnx [default: MODEL-fp16.onnx or MODEL-int8-<target>.onnx beside MODEL].")
 def quantize(model: str, precision: str | None, target: str | None, backend: str | None, keep_fp32: tuple[str, ...],
-             cache_dir: str | None, no_verify: bool, output: str | None, **calibration) -> None:
+             cache_dir: str | None, min_cosine: float | None, min_agreement: float | None, accept_mismatch: bool,
+             no_verify: bool, output: str | None, **calibration) -> None:
     """Put FP16 or INT8 (Q/DQ) precision into an FP32 rtresnet ONNX model.
 
     \b
@@ -80,11 +102,15 @@ def quantize(model: str, precision: str | None, target: str | None, backend: str
 
     if precision is None:
         raise RtresnetError("choose --fp16 or --int8")
+    verify = {"verify": not no_verify, "min_cosine": min_cosine, "min_agreement": min_agreement,
+              "accept_mismatch": accept_mismatch}
+    if no_verify and (min_cosine is not None or min_agreement is not None or accept_mismatch):
+        raise RtresnetError("--no-verify skips the comparison; drop --min-cosine/--min-agreement/--accept-mismatch")
     if precision == "fp16":
         refuse_given_without_int8((*CALIBRATION_KWARGS, "target", "backend", "cache_dir"))
         from rtresnet.precision import convert_fp16
 
-        result = convert_fp16(model, output, keep_fp32=keep_fp32, verify=not no_verify)
+        result = convert_fp16(model, output, keep_fp32=keep_fp32, **verify)
     else:
         if keep_fp32:
             raise RtresnetError("--keep-fp32 applies with --fp16; use --exclude with --int8")
@@ -94,8 +120,7 @@ def quantize(model: str, precision: str | None, target: str | None, backend: str
         from rtresnet.precision import quantize_int8
 
         target = target or ("tensorrt" if backend == "tensorrt" else "cpu")
-        result = quantize_int8(model, output, target=target, cache_dir=cache_dir, verify=not no_verify,
-                               **calibration)
+        result = quantize_int8(model, output, target=target, cache_dir=cache_dir, **verify, **calibration)
     stdout.print(f"wrote {result.path}", highlight=False)
     stdout.print(f"size: {result.size_bytes / 1e6:.2f} MB (FP32 {result.source_size_bytes / 1e6:.2f} MB)",
                  highlight=False)

@@ -20,7 +20,7 @@ from rtresnet.fileutil import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: entropy/percentile histograms updated per sample (ModelOpt's method)
 
 
 @dataclass(frozen=True)

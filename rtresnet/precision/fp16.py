@@ -15,11 +15,11 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from rtresnet.compare import FP16_TOLERANCE, compare_logits
+from rtresnet.compare import FP16_TOLERANCE
 from rtresnet.datasets import random_inputs
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
-from rtresnet.precision.report import PrecisionResult, run_logits
+from rtresnet.precision.report import PrecisionResult, tolerance_for, verify_conversion
 from rtresnet.spec import ModelInfo, read_model_info, write_model_info
 
 log = logging.getLogger(__name__)
@@ -65,15 +65,18 @@ def default_output(source: Path, suffix: str) -> Path:
 
 
 def convert_fp16(onnx_path: str | Path, output: str | Path | None = None, *, keep_fp32: Sequence[str] = (),
-                 verify: bool = True) -> PrecisionResult:
+                 verify: bool = True, min_cosine: float | None = None, min_agreement: float | None = None,
+                 accept_mismatch: bool = False) -> PrecisionResult:
     """Convert an rtresnet FP32 ONNX to FP16 (float32 I/O) and compare it with the FP32 model.
 
-    Raises ``RtresnetError`` when the comparison fails ``FP16_TOLERANCE``; nothing is written then.
+    Raises ``RtresnetError`` naming the worst layers when the comparison fails ``FP16_TOLERANCE`` (or
+    ``min_cosine`` / ``min_agreement``); nothing is written then, unless ``accept_mismatch``.
     """
     import onnx
 
     start = time.perf_counter()
     source = Path(onnx_path)
+    tolerance = tolerance_for(FP16_TOLERANCE, min_cosine, min_agreement)
     info = check_fp32_source(source)
     out_path = check_output_path(output if output is not None else default_output(source, "fp16"))
     if out_path.resolve() == source.resolve():
@@ -85,11 +88,9 @@ def convert_fp16(onnx_path: str | Path, output: str | Path | None = None, *, kee
     with atomic_path(out_path) as tmp:
         tmp.write_bytes(model.SerializeToString())
         if verify:
-            x = random_inputs(info, VERIFY_SAMPLES)
-            comparison = compare_logits(run_logits(source, x), run_logits(tmp, x), FP16_TOLERANCE)
-            if not comparison:
-                raise RtresnetError(f"FP16 model does not match FP32: {comparison.summary()}; keep the failing "
-                                    "layers in FP32 with keep_fp32 (or --keep-fp32 OP_TYPE)")
+            comparison = verify_conversion(source, tmp, random_inputs(info, VERIFY_SAMPLES), tolerance,
+                                           precision="fp16", accept_mismatch=accept_mismatch,
+                                           hint="keep those layers in FP32 with --keep-fp32 NAME_OR_OPTYPE")
     ops, nodes = split_names(model, keep_fp32)
     n_fp16 = sum(1 for n in model.graph.node if n.op_type != "Cast" and n.op_type not in ops and n.name not in nodes)
     result = PrecisionResult(path=out_path, sha256=sha256_file(out_path), precision="fp16", info=new_info,

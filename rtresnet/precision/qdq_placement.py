@@ -1,8 +1,13 @@
-"""TensorRT-specific Q/DQ placement on a quantized graph, done the way NVIDIA ModelOpt does it.
+"""TensorRT Q/DQ placement, the graph NVIDIA ModelOpt's ONNX PTQ makes (checked tensor by tensor against it).
 
-onnxruntime wraps both inputs of every residual Add in Q/DQ. TensorRT fuses Conv+BN+Add+ReLU into one INT8
-kernel only when the Add's Conv-side input is left in float and the identity (shortcut) input carries the
-Q/DQ pair, so we drop the Conv-side pair after quantization (ModelOpt does the same).
+- Quantized: the inputs of weighted ops and pooling (Conv, MaxPool, GlobalAveragePool, the Flatten before the
+  head) and the identity input of each residual Add. Nothing else: no op output is quantized (onnxruntime's
+  default would put Q/DQ after every Conv and Add, between them and their ReLU, which blocks TensorRT's
+  Conv+Add+ReLU INT8 fusion and costs a requantize per block).
+- The node that produces a graph output (the ``fc`` Gemm) stays float: Q/DQ on the logits clips them and made
+  onnxruntime quantize every bias in FP16, which overflowed to -inf on a realistic ResNet-50.
+- onnxruntime wraps both inputs of a residual Add; TensorRT fuses Conv+BN+Add+ReLU into one INT8 kernel only
+  when the Conv-side input stays float, so that pair is dropped after quantization (ModelOpt does the same).
 """
 
 from __future__ import annotations
@@ -13,6 +18,60 @@ from collections import defaultdict
 from rtresnet.errors import RtresnetError
 
 log = logging.getLogger(__name__)
+
+# Op types whose inputs ModelOpt quantizes in a ResNet; Relu is not among them, and an Add only as a residual join.
+TENSORRT_OP_TYPES = ("Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
+                     "Flatten", "Add")
+
+
+def output_producers(model) -> set[str]:
+    """Names of the nodes that write a graph output (left float on every target: no quantized logits)."""
+    outputs = {o.name for o in model.graph.output}
+    return {n.name for n in model.graph.node if any(o in outputs for o in n.output)}
+
+
+def tensorrt_nodes(model) -> list[str]:
+    """The nodes of an FP32 graph whose inputs get Q/DQ for TensorRT (``nodes_to_quantize``)."""
+    residual, heads = residual_conv_inputs(model), output_producers(model)
+    return [n.name for n in model.graph.node if n.op_type in TENSORRT_OP_TYPES and n.name not in heads
+            and (n.op_type != "Add" or n.name in residual)]
+
+
+def activation_quantizers(model) -> dict:
+    """Activation tensor (not a weight) -> the QuantizeLinear that reads it. Casts are looked through, so an
+    FP16-remainder graph and an FP32 one describe the same placement."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    constants = {t.name for t in model.graph.initializer} | {o for n in model.graph.node if n.op_type == "Constant"
+                                                              for o in n.output}
+    result = {}
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear":
+            continue
+        tensor = node.input[0]
+        while tensor in producers and producers[tensor].op_type == "Cast":
+            tensor = producers[tensor].input[0]
+        if tensor not in constants:
+            result[tensor] = node
+    return result
+
+
+def quantized_activations(model) -> dict[str, str]:
+    """Activation tensor -> the op type that produces it ("graph input" for the input), for every quantized one."""
+    producers = {o: n.op_type for n in model.graph.node for o in n.output}
+    return {t: producers.get(t, "graph input") for t in activation_quantizers(model)}
+
+
+def quantized_outputs(model) -> list[str]:
+    """Graph outputs that come out of a DequantizeLinear (through Casts): quantized logits, never wanted."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    bad = []
+    for out in model.graph.output:
+        node = producers.get(out.name)
+        while node is not None and node.op_type == "Cast":
+            node = producers.get(node.input[0])
+        if node is not None and node.op_type == "DequantizeLinear":
+            bad.append(out.name)
+    return bad
 
 
 def residual_conv_inputs(model) -> dict[str, int]:
@@ -95,8 +154,17 @@ def to_fp16_remainder(model):
                                 "use high_precision='fp32'") from None
     model = to_fp16(model)
     prune_opset_imports(model)
+    set_ir_version(model)
     onnx.checker.check_model(model)
     return model
+
+
+def set_ir_version(model) -> None:
+    """The lowest IR version the model's opsets need (the version converter keeps the old one: IR 8 with opset 19
+    is an invalid pairing that strict parsers refuse)."""
+    from onnx.helper import find_min_ir_version_for
+
+    model.ir_version = max(model.ir_version, find_min_ir_version_for(list(model.opset_import)))
 
 
 def prune_opset_imports(model) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from rtresnet.compare import Comparison
+from rtresnet.compare import Comparison, Tolerance, compare_logits
+from rtresnet.errors import RtresnetError
 from rtresnet.spec import INPUT_NAME, ModelInfo
+
+log = logging.getLogger(__name__)
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -73,3 +77,35 @@ def count_quantized_nodes(model) -> int:  # model: onnx.ModelProto
     """Compute nodes that take at least one input from a DequantizeLinear (they run in INT8 in an engine)."""
     dq_outputs = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     return sum(1 for n in model.graph.node if n.op_type not in QDQ_OPS and any(i in dq_outputs for i in n.input))
+
+
+DIVERGENCE_SAMPLES = 4  # per-layer comparison on a failed check: a few samples keep ResNet-50's tensors small
+
+
+def tolerance_for(base: Tolerance, min_cosine: float | None = None,
+                  min_agreement: float | None = None) -> Tolerance:
+    """``base`` with the user's thresholds (None keeps the default); values outside [0, 1] are refused."""
+    for name, value in (("--min-cosine", min_cosine), ("--min-agreement", min_agreement)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise RtresnetError(f"{name} must lie in [0, 1], got {value}")
+    return replace(base, min_cosine=base.min_cosine if min_cosine is None else min_cosine,
+                   min_top1_agreement=base.min_top1_agreement if min_agreement is None else min_agreement)
+
+
+def verify_conversion(source: Path, converted: Path, inputs: np.ndarray, tolerance: Tolerance, *, precision: str,
+                      hint: str, accept_mismatch: bool = False) -> Comparison:
+    """Compare ``converted`` with its FP32 ``source`` on ``inputs``; a failure raises (so the caller's atomic
+    write leaves nothing behind) naming the layers that diverge most, unless ``accept_mismatch``."""
+    from rtresnet.precision.divergence import layer_divergence
+
+    comparison = compare_logits(run_logits(source, inputs), run_logits(converted, inputs), tolerance)
+    if comparison:
+        return comparison
+    worst = layer_divergence(source, converted, inputs[:DIVERGENCE_SAMPLES], top=3)
+    layers = "; ".join(d.describe() for d in worst) or "none found"
+    message = (f"{precision.upper()} model fails verification against FP32 on {comparison.samples} samples "
+               f"({', '.join(comparison.failures())}); layers diverging most: {layers}; {hint}")
+    if accept_mismatch:
+        log.warning("%s (written anyway: --accept-mismatch)", message)
+        return comparison
+    raise RtresnetError(f"{message}, or pass --accept-mismatch to write it anyway")

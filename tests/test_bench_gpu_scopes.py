@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from rtresnet.bench import harness
-from rtresnet.bench.backends import BACKENDS, Workspace, numerics
+from rtresnet.bench.backends import BACKENDS, Workspace
 from rtresnet.bench.stats import LatencyStats
-from rtresnet.bench.timing import DEVICE_SCOPES, TimingConfig, time_compute
+from rtresnet.bench.timing import TimingConfig
 from rtresnet.runtime.base import InputSpec
 from rtresnet.spec import ModelInfo, Preprocessing
 
@@ -22,6 +22,8 @@ INFO = ModelInfo("resnet18", 10, 3, (8, 8), Preprocessing.default(3, (8, 8)))
 @pytest.mark.parametrize("name, tf32_inside", [("torch-cuda", False), ("torch-cuda-fp16", True), ("tensorrt", True),
                                                ("torch", True)])
 def test_the_torch_cuda_fp32_baseline_runs_without_tf32(name, tf32_inside):
+    from rtresnet.bench.backends import numerics
+
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True  # cuDNN's default: TF32 convs
     try:
@@ -80,6 +82,8 @@ class FakeTrtRunner:
 
 
 def test_device_compute_is_what_the_runner_times_on_its_stream():
+    from rtresnet.bench.timing import DEVICE_SCOPES, time_compute
+
     r = FakeTrtRunner(Path("e.plan"))
     r.device = "cpu"  # where the GPU-resident copies of the batch go: no CUDA here
     stats, scope = harness._device_latency(r, [np.zeros((4, 3, 8, 8), np.float32)], TimingConfig(iters=5))

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rtresnet.build.request import BuildRequest, Target, check_dla, check_options
+from rtresnet.build.request import BuildRequest, Target, check_options
 from rtresnet.errors import RtresnetError
 from rtresnet.spec import ModelInfo, Preprocessing, TensorSpec
 
@@ -239,6 +239,8 @@ def test_the_timing_cache_is_saved_under_its_lock(trt, tmp_path, monkeypatch):
 
 # -- DLA -----------------------------------------------------------------------------------------------------------
 def test_dla_refuses_fp32_and_compatibility_modes():
+    from rtresnet.build.request import check_dla
+
     with pytest.raises(RtresnetError, match=r"--dla-core runs FP16 or INT8 only.*TensorRT 10\.x.*11\.x has no DLA"):
         check_options("tensorrt", opt_level=3, workspace_bytes=1, dla_core=0, gpu_fallback=False,
                       hardware_compat="none", version_compat=False, timing_cache=None, precision="fp32")

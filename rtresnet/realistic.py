@@ -54,9 +54,10 @@ def photo_crops(n: int, size: int | tuple[int, int] = 224, *, seed: int = 0, nor
 
 
 def realistic_resnet(arch: str, *, num_classes: int = 1000, input_size: int = 224, calib_crops: int = 64,
-                     logit_std: float = 4.0, seed: int = 0):
+                     logit_std: float = 4.0, head_bias_std: float = 0.0, seed: int = 0):
     """``arch`` with trained-like BN parameters, BN statistics re-estimated on photo crops and a head whose
-    logits have standard deviation ``logit_std`` across classes and change with the image."""
+    logits have standard deviation ``logit_std`` across classes and change with the image. ``head_bias_std`` adds
+    per-class offsets (a high-dynamic-range head, as class priors of imbalanced data make)."""
     import torch
 
     from rtresnet.models import create_model
@@ -81,6 +82,9 @@ def realistic_resnet(arch: str, *, num_classes: int = 1000, input_size: int = 22
             model(batch)
     model.eval()
     _fit_head(model, x, logit_std, gen)
+    if head_bias_std:
+        with torch.no_grad():
+            model.fc.bias.add_(torch.randn(model.fc.out_features, generator=gen) * head_bias_std)
     return model
 
 

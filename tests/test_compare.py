@@ -35,3 +35,36 @@ def test_fp16_tolerance_uses_cosine_and_agreement():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError):
         compare_logits(np.zeros((2, 3)), np.zeros((2, 4)))
+
+
+def test_non_finite_or_saturated_outputs_always_fail():
+    from rtresnet.compare import INT8_TOLERANCE, Tolerance
+
+    ref = np.random.default_rng(1).normal(size=(8, 1000))
+    bad = ref.copy()
+    bad[0, :151] = -np.inf  # what FP16 bias overflow did to a ResNet-50's logits
+    c = compare_logits(ref, bad, Tolerance(max_abs_rel=None, min_top1_agreement=0.0, min_cosine=None))
+    assert not c and c.nonfinite == 151 and "151 non-finite outputs" in c.failures()
+    assert np.isfinite(c.cosine_mean) and "151 non-finite" in c.summary()  # figures stay numbers, not NaN
+    saturated = ref.copy()
+    saturated[1, 3] = 65504.0
+    c = compare_logits(ref, saturated, INT8_TOLERANCE)
+    assert not c and c.saturated == 1 and c.nonfinite == 0
+
+
+def test_a_non_finite_reference_is_an_error_not_a_pass():
+    from rtresnet.errors import RtresnetError
+
+    ref = np.ones((2, 3))
+    ref[0, 0] = np.nan
+    with pytest.raises(RtresnetError, match="non-finite"):
+        compare_logits(ref, ref)
+
+
+def test_failures_name_each_threshold():
+    from rtresnet.compare import Tolerance
+
+    ref = np.eye(4) * 5
+    out = np.roll(ref, 1, axis=1)
+    c = compare_logits(ref, out, Tolerance(max_abs_rel=None, min_top1_agreement=0.5, min_cosine=0.9))
+    assert c.failures() == ["cosine 0.0000 < 0.9", "top-1 agreement 0.0% < 50%"]

@@ -21,6 +21,7 @@ from rtresnet.build.request import (
     PRECISIONS,
     BuildRequest,
     Target,
+    check_dla,
     check_options,
     rebuild_command,
     resolve_batches,
@@ -211,6 +212,8 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
     if source.is_dir():
         raise RtresnetError(f"{source} is a folder; give an ONNX model file (from `rtresnet export`)")
     info = read_model_info(source)
+    # DLA runs FP16/INT8 only: check the precision the engine gets (an FP16/INT8 ONNX is built as is)
+    check_dla(dla_core, precision=precision if info.precision == "fp32" else info.precision)
     onnx_path, onnx_sha256, calibration = source, None, None
     verify = {"min_cosine": min_cosine, "min_agreement": min_agreement, "accept_mismatch": accept_mismatch}
     if (converted := _apply_precision(source, info, precision, target.backend, calibration_options,

@@ -139,6 +139,7 @@ def quantize_int8(onnx_path: str | Path, output: str | Path | None = None, *, ca
         if verify:
             comparison = verify_conversion(source, tmp_out, data.inputs[:VERIFY_SAMPLES], tolerance,
                                            precision="int8", accept_mismatch=accept_mismatch,
+                                           exact=target == "tensorrt",
                                            hint="keep those layers in float with --exclude NAME, calibrate on "
                                                 "more real images or try another --calib-method")
     result = PrecisionResult(

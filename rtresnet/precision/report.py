@@ -52,18 +52,22 @@ class PrecisionResult:
         return "; ".join(parts)
 
 
-def session(path: str | Path):
-    """A CPU onnxruntime session (every produced model must run there)."""
+def session(path: str | Path, *, exact: bool = False):
+    """A CPU onnxruntime session (every produced model must run there). ``exact``: no graph optimization, so
+    each node computes what the graph says; onnxruntime's CPU fusions of an FP16-remainder Q/DQ graph (meant for
+    TensorRT) can differ from it, e.g. a float bias of 300 re-quantized through FP16 inside a fused Conv."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if exact:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def run_logits(path: str | Path, inputs: np.ndarray, batch: int = 32) -> np.ndarray:
-    """Logits of ``inputs`` from an ONNX model in onnxruntime CPU, in batches."""
-    sess = session(path)
+def run_logits(path: str | Path, inputs: np.ndarray, batch: int = 32, *, exact: bool = False) -> np.ndarray:
+    """Logits of ``inputs`` from an ONNX model in onnxruntime CPU, in batches (``exact``: see ``session``)."""
+    sess = session(path, exact=exact)
     out = [sess.run(None, {INPUT_NAME: inputs[i:i + batch]})[0] for i in range(0, len(inputs), batch)]
     return np.concatenate(out).astype(np.float32)
 
@@ -93,12 +97,13 @@ def tolerance_for(base: Tolerance, min_cosine: float | None = None,
 
 
 def verify_conversion(source: Path, converted: Path, inputs: np.ndarray, tolerance: Tolerance, *, precision: str,
-                      hint: str, accept_mismatch: bool = False) -> Comparison:
+                      hint: str, accept_mismatch: bool = False, exact: bool = False) -> Comparison:
     """Compare ``converted`` with its FP32 ``source`` on ``inputs``; a failure raises (so the caller's atomic
-    write leaves nothing behind) naming the layers that diverge most, unless ``accept_mismatch``."""
+    write leaves nothing behind) naming the layers that diverge most, unless ``accept_mismatch``. ``exact`` runs
+    the converted graph unoptimized: for graphs that onnxruntime's CPU kernels do not consume (TensorRT's)."""
     from rtresnet.precision.divergence import layer_divergence
 
-    comparison = compare_logits(run_logits(source, inputs), run_logits(converted, inputs), tolerance)
+    comparison = compare_logits(run_logits(source, inputs), run_logits(converted, inputs, exact=exact), tolerance)
     if comparison:
         return comparison
     worst = layer_divergence(source, converted, inputs[:DIVERGENCE_SAMPLES], top=3)

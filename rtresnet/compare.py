@@ -41,7 +41,7 @@ class Comparison:
     samples: int
     tolerance: Tolerance = FP32_TOLERANCE
     nonfinite: int = 0  # candidate values that are NaN or infinite
-    saturated: int = 0  # finite candidate values at or beyond FP16's limit
+    saturated: int = 0  # finite candidate values at or beyond FP16's limit where the reference is within it
 
     @property
     def max_abs_rel(self) -> float:
@@ -103,7 +103,9 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray,
         raise RtresnetError(f"the reference outputs hold {int((~np.isfinite(ref)).sum())} non-finite values, so "
                             f"there is nothing to compare against; check the FP32 model's weights and the inputs")
     finite = np.isfinite(out)
-    nonfinite, saturated = int((~finite).sum()), int((np.abs(np.where(finite, out, 0.0)) >= SATURATION).sum())
+    # at FP16's limit where the reference is not (an FP32 model's own logits may legitimately be that large)
+    saturated = int(((np.abs(np.where(finite, out, 0.0)) >= SATURATION) & (np.abs(ref) < SATURATION)).sum())
+    nonfinite = int((~finite).sum())
     out = np.where(finite, out, 0.0)  # the figures below describe the finite part; the counts fail the check
     diff = np.abs(ref - out)
     denom = np.maximum(np.abs(ref), 1e-6)

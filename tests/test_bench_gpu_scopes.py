@@ -43,7 +43,7 @@ def test_tensorrt_gets_one_engine_per_batch_size_optimized_for_it(tmp_path, monk
         calls.append(kw)
         return type("Artifact", (), {"path": kw["output"]})
 
-    monkeypatch.setattr("rtresnet.build.build_engine", build_engine)
+    monkeypatch.setattr("rtresnet.engine.build_engine", build_engine)
     monkeypatch.setattr(Workspace, "fp32_onnx", lambda self: tmp_path / "resnet18.onnx")
     ws = Workspace(tmp_path, weights=None, info=INFO, max_batch=32, calib_data="synthetic", calib_size=8)
     engines = ws.engines(BACKENDS["tensorrt-fp16"], (1, 8, 32))

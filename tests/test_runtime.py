@@ -154,7 +154,7 @@ def onnx_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ort_engine(onnx_model) -> Path:
-    from rtresnet.build import build_engine
+    from rtresnet.engine import build_engine
 
     return build_engine(onnx_model, backend="onnxruntime", max_batch=8,
                         output=onnx_model.with_name("r18.ort.onnx")).path
@@ -277,7 +277,7 @@ def test_tensorrt_load_guards_then_deserializes(ort_engine, tmp_path, monkeypatc
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr("rtresnet._trt._logger", None)  # made again from this stand-in module
-    monkeypatch.setattr("rtresnet.build.guard.check_engine_loadable",
+    monkeypatch.setattr("rtresnet.runtime.guard.check_engine_loadable",
                         lambda sc, path, device_index: events.append(f"guard cuda:{device_index}"))
     plan = fake_plan(ort_engine, tmp_path, version_compat=version_compat)
     with pytest.raises(RtresnetError, match="could not deserialize .*rtresnet build --force"):

@@ -68,7 +68,7 @@ def artifacts(tmp_path_factory) -> SimpleNamespace:
 
 def engine(artifacts: SimpleNamespace, backend: str):
     if backend not in artifacts.engines:
-        from rtresnet.build import build_engine
+        from rtresnet.engine import build_engine
 
         suffix = "plan" if backend == "tensorrt" else "ort.onnx"
         artifacts.engines[backend] = build_engine(artifacts.onnx, backend=backend, max_batch=8,

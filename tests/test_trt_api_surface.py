@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
-TRT_MODULES = (ROOT / "rtresnet/_trt.py", ROOT / "rtresnet/build/trt_builder.py",
+TRT_MODULES = (ROOT / "rtresnet/_trt.py", ROOT / "rtresnet/engine/trt.py",
                ROOT / "rtresnet/runtime/trt_runner.py")
 # the logger helper module binds few names; the builder and the runner bind dozens
 MIN_NAMES = {"_trt.py": 5}
@@ -144,7 +144,7 @@ def test_every_tensorrt_name_exists(module, major):
 
 
 def test_collector_sees_the_builder_calls():
-    names = used_names(ROOT / "rtresnet/build/trt_builder.py")
+    names = used_names(ROOT / "rtresnet/engine/trt.py")
     expected = {"Builder", "create_network", "NetworkDefinitionCreationFlag", "STRONGLY_TYPED", "OnnxParser",
                 "parse_from_file", "num_errors", "get_error", "desc", "node", "create_builder_config",
                 "set_memory_pool_limit", "WORKSPACE", "builder_optimization_level", "create_optimization_profile",
@@ -239,8 +239,8 @@ for m in pkgutil.walk_packages(rtresnet.__path__, "rtresnet."):
     if m.name not in skip:
         importlib.import_module(m.name)
         done.append(m.name)
-from rtresnet.build import build_engine
-from rtresnet.build.guard import check_engine_loadable
+from rtresnet.engine import build_engine
+from rtresnet.runtime.guard import check_engine_loadable
 print(len(done))
 """
 

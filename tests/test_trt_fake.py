@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rtresnet.build.request import BuildRequest, Target, check_options
+from rtresnet.engine.request import BuildRequest, Target, check_options
 from rtresnet.errors import RtresnetError
 from rtresnet.spec import ModelInfo, Preprocessing, TensorSpec
 
@@ -166,7 +166,7 @@ def request(tmp_path: Path, **options) -> BuildRequest:
 
 
 def build(tmp_path: Path, name: str = "a", **options) -> Path:
-    from rtresnet.build.trt_builder import build_trt
+    from rtresnet.engine.trt import build_trt
 
     engine = tmp_path / f"{name}.plan"
     build_trt(request(tmp_path, **options), engine)
@@ -185,7 +185,7 @@ def test_builders_parsers_and_runtimes_share_one_logger(trt, tmp_path, monkeypat
     trt.Runtime = lambda logger: runtimes.append(logger) or SimpleNamespace(deserialize_cuda_engine=lambda b: None)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
-    monkeypatch.setattr("rtresnet.build.guard.check_engine_loadable", lambda *a, **k: None)
+    monkeypatch.setattr("rtresnet.runtime.guard.check_engine_loadable", lambda *a, **k: None)
     from rtresnet.runtime.trt_runner import TrtRunner
 
     for _ in range(2):
@@ -239,7 +239,7 @@ def test_the_timing_cache_is_saved_under_its_lock(trt, tmp_path, monkeypatch):
 
 # -- DLA -----------------------------------------------------------------------------------------------------------
 def test_dla_refuses_fp32_and_compatibility_modes():
-    from rtresnet.build.request import check_dla
+    from rtresnet.engine.request import check_dla
 
     with pytest.raises(RtresnetError, match=r"--dla-core runs FP16 or INT8 only.*TensorRT 10\.x.*11\.x has no DLA"):
         check_options("tensorrt", opt_level=3, workspace_bytes=1, dla_core=0, gpu_fallback=False,
@@ -269,7 +269,7 @@ def test_the_load_guard_checks_the_gpu_the_runner_loads_on(trt, tmp_path, monkey
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
-    monkeypatch.setattr("rtresnet.build.guard.check_engine_loadable", guard)
+    monkeypatch.setattr("rtresnet.runtime.guard.check_engine_loadable", guard)
     plan = build(tmp_path)
     for device in ("cuda:1", "cuda"):
         with pytest.raises(RtresnetError, match="stop here"):

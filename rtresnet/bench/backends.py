@@ -157,7 +157,7 @@ class Workspace:
             from rtresnet.precision import convert_fp16
 
             return Path(convert_fp16(fp32, self.work_dir / f"{fp32.stem}.fp16.onnx", verify=False).path)
-        from rtresnet.build import build_engine
+        from rtresnet.engine import build_engine
 
         calibration = ({"calib_data": self.calib_data, "calib_size": self.calib_size, "method": self.calib_method,
                         "seed": self.seed, "cache_dir": self.work_dir / "calibration"}

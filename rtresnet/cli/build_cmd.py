@@ -1,4 +1,4 @@
-"""`rtresnet build`: a thin adapter over `rtresnet.build.build_engine`."""
+"""`rtresnet build`: a thin adapter over `rtresnet.engine.build_engine`."""
 
 from __future__ import annotations
 
@@ -70,8 +70,8 @@ def build(model, arch, weights, precision, backend, min_batch, opt_batch, max_ba
       rtresnet build --arch resnet50 --weights IMAGENET1K_V2 --int8 --calib-data ./calib_images
       rtresnet build model.onnx --backend onnxruntime --max-batch 8 -o engines/model_cpu.onnx
     """
-    from rtresnet.build import build_engine
     from rtresnet.cli.ui import stdout
+    from rtresnet.engine import build_engine
 
     verify = {k: calibration.pop(k) for k in VERIFY_KWARGS}
     if precision != "int8":

@@ -86,7 +86,7 @@ def _tensorrt_setup(path: Path, info: ModelInfo, profile: dict | None,
     """TensorRT EP options for the ONNX at ``path`` and the batch range of their profile (min, max)."""
     import onnx
 
-    from rtresnet.build.request import DEFAULT_MAX_BATCH
+    from rtresnet.engine.request import DEFAULT_MAX_BATCH
     from rtresnet.precision.int8 import QUANT_META_PREFIX
     from rtresnet.spec import graph_io
 

@@ -42,7 +42,7 @@ class TrtRunner(Runner):
                  check_finite: bool = False, max_batch: int | None = None) -> None:
         import torch
 
-        from rtresnet.build.guard import check_engine_loadable
+        from rtresnet.runtime.guard import check_engine_loadable
 
         path = Path(path)
         device = device or "cuda"

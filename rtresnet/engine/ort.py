@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from rtresnet.build.request import ORT_OPT_LEVEL, BuildRequest, Target
+from rtresnet.engine.request import ORT_OPT_LEVEL, BuildRequest, Target
 from rtresnet.environment import cpu_info, package_version
 from rtresnet.errors import RtresnetError
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rtresnet.build.guard import check_engine_loadable
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import sha256_file
+from rtresnet.runtime.guard import check_engine_loadable
 from rtresnet.sidecar import Sidecar, write_sidecar
 from rtresnet.spec import ModelInfo, Preprocessing, TensorSpec
 

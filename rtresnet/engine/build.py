@@ -1,4 +1,4 @@
-"""Build stage: ONNX (FP32, FP16 or Q/DQ INT8) -> engine (TensorRT plan or onnxruntime-optimized model) + sidecar.
+"""Engine build: ONNX (FP32, FP16 or Q/DQ INT8) -> engine + sidecar.
 
 ``build_engine`` resolves the request (backend, precision stage, batch profile), returns a cached engine when
 its sidecar matches, and otherwise builds: engine first (temp file + rename), sidecar last, so a killed build
@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rtresnet.build.request import (
+from rtresnet.engine.request import (
     BACKENDS,
     ENGINE_DIR,
     PRECISIONS,
@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EngineArtifact", "build_engine", "resolve_backend"]
 GPU_INSTALL_HINT = "install them with `pip install 'rtresnet[gpu]'` and a CUDA build of torch"
 
 
@@ -76,7 +75,7 @@ def resolve_backend(backend: str) -> Target:
         if backend == "auto":
             log.info("building an onnxruntime engine: %s (for TensorRT, %s)", " and ".join(missing),
                      GPU_INSTALL_HINT)
-        from rtresnet.build.ort_builder import ort_target
+        from rtresnet.engine.ort import ort_target
 
         return ort_target()
     from rtresnet.environment import gpu_info, tensorrt_version
@@ -248,9 +247,9 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
 
 def _build(request: BuildRequest, output: Path) -> EngineArtifact:
     if request.backend == "tensorrt":
-        from rtresnet.build.trt_builder import build_trt as builder
+        from rtresnet.engine.trt import build_trt as builder
     else:
-        from rtresnet.build.ort_builder import build_ort as builder
+        from rtresnet.engine.ort import build_ort as builder
     start = time.perf_counter()
     with atomic_path(output) as tmp:
         builder(request, tmp)

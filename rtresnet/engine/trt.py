@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from rtresnet._trt import import_tensorrt, logger
-from rtresnet.build.request import DLA_VERSIONS, BuildRequest
+from rtresnet.engine.request import DLA_VERSIONS, BuildRequest
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_write_bytes
 

@@ -47,7 +47,7 @@ def _trt_logits(engine: Path, x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("name", ["resnet18", "digits"])
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_tensorrt_engine_matches_onnxruntime(models, tmp_path, name, precision):
-    from rtresnet.build import build_engine
+    from rtresnet.engine import build_engine
 
     onnx_path, x, labels = models[name]
     calib = {"calib_data": "digits" if name == "digits" else "synthetic", "calib_size": 128} \
@@ -77,8 +77,8 @@ def test_tensorrt_engine_matches_onnxruntime(models, tmp_path, name, precision):
 
 
 def test_tensorrt_cache_timing_cache_and_guard(models, tmp_path):
-    from rtresnet.build import build_engine
-    from rtresnet.build.guard import check_engine_loadable
+    from rtresnet.engine import build_engine
+    from rtresnet.runtime.guard import check_engine_loadable
 
     onnx_path = models["resnet18"][0]
     out = tmp_path / "r18.engine"

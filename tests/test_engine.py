@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rtresnet.build import build_engine
-from rtresnet.build.request import resolve_batches
 from rtresnet.cli import main
+from rtresnet.engine import build_engine
+from rtresnet.engine.request import resolve_batches
 from rtresnet.errors import RtresnetError
 from rtresnet.sidecar import read_sidecar, sidecar_path
 from rtresnet.spec import read_model_info
@@ -259,8 +259,8 @@ def test_parse_size():
 
 KILLED_BUILD = """
 import sys, time
-import rtresnet.build as build
-import rtresnet.build.ort_builder as ob
+import rtresnet.engine.build as build
+import rtresnet.engine.ort as ob
 
 def slowed(real):
     def step(*args):

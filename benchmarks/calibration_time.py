@@ -39,7 +39,7 @@ def latency_ms(path: Path, runs: int) -> float:
 
 def digits_accuracy(methods: list[str], calib_size: int) -> None:
     """Top-1 on the digits held-out split (real data) for FP32, FP16 and INT8 per target x method."""
-    from rtresnet.digits import DIGITS_PREPROCESSING, digits_checkpoint, digits_inputs, digits_labels
+    from rtresnet.data.digits import DIGITS_PREPROCESSING, digits_checkpoint, digits_inputs, digits_labels
     from rtresnet.export import export_onnx
     from rtresnet.precision import convert_fp16, quantize_int8
     from rtresnet.precision.report import top1_accuracy

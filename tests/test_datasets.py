@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rtresnet.datasets import load_dataset
-from rtresnet.digits import digits_info, digits_split, write_digit_images
+from rtresnet.data.datasets import load_dataset
+from rtresnet.data.digits import digits_info, digits_split, write_digit_images
 from rtresnet.errors import RtresnetError
 from rtresnet.spec import ModelInfo, Preprocessing
 from rtresnet.weights import imagenet_classes, imagenet_synsets
@@ -139,7 +139,7 @@ def test_imagenet_synsets_are_the_sorted_wordnet_ids():
 
 def test_imagenet_synset_folders_subset_get_imagenet_labels(tmp_path, caplog):
     root = _imagenet_folder(tmp_path / "val", ["n01440764", "n01443537", "n15075141"])
-    with caplog.at_level(logging.INFO, logger="rtresnet.datasets"):
+    with caplog.at_level(logging.INFO, logger="rtresnet.data.datasets"):
         d = load_dataset(root, IMAGENET_INFO)
     assert d.inputs.shape == (6, 3, 32, 32)
     assert np.array_equal(d.labels, [0, 0, 1, 1, 999, 999])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rtresnet.digits import (
+from rtresnet.data.digits import (
     DIGITS_PREPROCESSING,
     digits_checkpoint,
     digits_info,

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.tensorrt
 @pytest.fixture(scope="session")
 def models(tmp_path_factory) -> dict[str, tuple[Path, np.ndarray, np.ndarray | None]]:
     """name -> (FP32 ONNX, evaluation inputs, labels or None)."""
-    from rtresnet.digits import DIGITS_PREPROCESSING, digits_checkpoint, digits_inputs, digits_labels
+    from rtresnet.data.digits import DIGITS_PREPROCESSING, digits_checkpoint, digits_inputs, digits_labels
     from rtresnet.export import export_onnx
 
     folder = tmp_path_factory.mktemp("gpu_build")

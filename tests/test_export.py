@@ -14,7 +14,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import rtresnet.export as export_mod
+import rtresnet.export.exporter as export_mod
 from rtresnet.cli import main
 from rtresnet.errors import RtresnetError
 from rtresnet.export import DEFAULT_OPSET, export_onnx

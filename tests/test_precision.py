@@ -9,7 +9,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from rtresnet.digits import DIGITS_PREPROCESSING, digits_checkpoint, digits_inputs, digits_labels
+from rtresnet.data.digits import DIGITS_PREPROCESSING, digits_checkpoint, digits_inputs, digits_labels
 from rtresnet.errors import RtresnetError
 from rtresnet.precision import convert_fp16, quantize_int8
 from rtresnet.precision.report import session, top1_accuracy

@@ -11,7 +11,7 @@ from rtresnet.spec import read_model_info
 
 @pytest.fixture(scope="module")
 def fp32_onnx(tmp_path_factory):
-    from rtresnet.digits import DIGITS_PREPROCESSING, digits_labels
+    from rtresnet.data.digits import DIGITS_PREPROCESSING, digits_labels
     from rtresnet.export import export_onnx
 
     # Random weights are enough here: the CLI's job is to parse and delegate (accuracy: test_precision.py).

@@ -93,7 +93,7 @@ def _arch_model(arch: str, weights: str | Path | None, num_classes: int | None, 
         log.info("no weights given: benchmarking random weights (%s)", weights)
     loaded = load_model(arch, weights=weights, num_classes=num_classes, in_channels=in_channels)
     if preprocessing is None and loaded.preprocessing is None and str(data) == "digits":
-        from rtresnet.digits import DIGITS_PREPROCESSING
+        from rtresnet.data.digits import DIGITS_PREPROCESSING
 
         preprocessing = DIGITS_PREPROCESSING  # the digits data only make sense preprocessed as in training
     # the same ModelInfo the torch backend's runner gets from load_torch
@@ -315,7 +315,7 @@ def _files_model(models: list[Path], weights: str | Path | None) -> tuple[_Model
 
 def _run(model: _Model, torch_model: Any, specs: tuple[BackendSpec, ...], models: list[Path], opts: _Options,
          folder: Path) -> BenchReport:
-    from rtresnet.datasets import load_dataset
+    from rtresnet.data.datasets import load_dataset
 
     data, seed, sizes = opts.data, opts.seed, opts.sizes
     size = opts.samples or (SYNTHETIC_SAMPLES if str(data) == "synthetic" else None)

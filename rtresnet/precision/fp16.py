@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rtresnet.compare import FP16_TOLERANCE
-from rtresnet.datasets import random_inputs
+from rtresnet.data.datasets import random_inputs
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
 from rtresnet.precision.report import PrecisionResult, tolerance_for, verify_conversion

@@ -77,7 +77,7 @@ def quantize_int8(onnx_path: str | Path, output: str | Path | None = None, *, ca
     """
     import onnx
 
-    from rtresnet.datasets import load_dataset
+    from rtresnet.data.datasets import load_dataset
 
     start = time.perf_counter()
     _check_args(method, percentile, target, high_precision, calib_size, calib_batch)

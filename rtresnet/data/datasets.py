@@ -100,7 +100,7 @@ def _choose(available: int, size: int | None, seed: int, desc: str) -> np.ndarra
 
 
 def _digits(info: ModelInfo, split: str) -> tuple[np.ndarray, np.ndarray, str]:
-    from rtresnet.digits import DIGITS_SIZE, digits_inputs
+    from rtresnet.data.digits import DIGITS_SIZE, digits_inputs
 
     if info.in_channels != 1 or tuple(info.input_size) != DIGITS_SIZE or info.input_format != "float-nchw":
         raise RtresnetError(f"the digits dataset fits 1-channel 32x32 float-nchw models, but this model takes "

@@ -196,7 +196,7 @@ def train_digits(recipe: dict | None = None):
     return model, accuracy, time.perf_counter() - start
 
 
-if __name__ == "__main__":  # `python -m rtresnet.digits [IMAGE_DIR N]`: for scripts such as `make demo`
+if __name__ == "__main__":  # `python -m rtresnet.data.digits [IMAGE_DIR N]`: for scripts such as `make demo`
     import sys
 
     if len(sys.argv) == 3:

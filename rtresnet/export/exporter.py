@@ -21,8 +21,8 @@ import torch
 from rtresnet import __version__
 from rtresnet.compare import Comparison
 from rtresnet.errors import RtresnetError
-from rtresnet.export_graph import Uint8Input, fuse_batchnorm, trace_to_onnx
-from rtresnet.export_verify import verification_batches, verify_onnx
+from rtresnet.export.graph import Uint8Input, fuse_batchnorm, trace_to_onnx
+from rtresnet.export.verify import verification_batches, verify_onnx
 from rtresnet.fileutil import atomic_path, check_output_path
 from rtresnet.models import get_arch
 from rtresnet.spec import (

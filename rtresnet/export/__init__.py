@@ -1,0 +1,14 @@
+"""Export stage: PyTorch -> one verified FP32 ONNX (BN folded, metadata, optional uint8 NHWC input)."""
+
+from rtresnet.export.exporter import (
+    DEFAULT_OPSET,
+    ExportResult,
+    check_input_size,
+    export_onnx,
+    make_preprocessing,
+    parse_input_size,
+    read_labels,
+)
+
+__all__ = ["DEFAULT_OPSET", "ExportResult", "check_input_size", "export_onnx", "make_preprocessing",
+           "parse_input_size", "read_labels"]

@@ -12,6 +12,13 @@ import platform
 import shutil
 import subprocess
 from functools import lru_cache
+from pathlib import Path
+
+
+def rtresnet_home() -> Path:
+    """Where rtresnet caches downloads, the digits checkpoint and calibration ranges ($RTRESNET_HOME)."""
+    return Path(os.environ.get("RTRESNET_HOME") or "~/.cache/rtresnet").expanduser()
+
 
 # ISA features that decide which onnxruntime CPU kernels run (VNNI and AMX make INT8 fast).
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",

@@ -7,15 +7,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
 
+from rtresnet.backends import EngineBackend as Backend
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_write_text, sha256_file
 from rtresnet.spec import ModelInfo, TensorSpec
 
 SCHEMA = "rtresnet.engine-sidecar"
 SCHEMA_VERSION = 1
-Backend = Literal["tensorrt", "onnxruntime"]
 
 
 @dataclass(frozen=True)

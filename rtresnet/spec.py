@@ -21,6 +21,7 @@ OUTPUT_NAME = "logits"
 BATCH_DIM = "batch"
 
 META_PREFIX = "rtresnet."
+QUANT_META_PREFIX = "rtresnet_quantization."  # INT8 settings (target, method, high precision) beside ModelInfo
 Interpolation = Literal["bilinear", "bicubic", "nearest"]
 InputFormat = Literal["float-nchw", "uint8-nhwc-rgb", "uint8-nhwc-bgr"]
 Precision = Literal["fp32", "fp16", "int8"]

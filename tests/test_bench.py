@@ -22,7 +22,7 @@ def checkpoint(tmp_path_factory):
     import torch
 
     from rtresnet.models import create_model
-    from rtresnet.weights import save_state_dict
+    from rtresnet.models.checkpoint import save_state_dict
 
     torch.manual_seed(0)
     return save_state_dict(create_model("resnet18", num_classes=10), tmp_path_factory.mktemp("w") / "tiny.safetensors")

@@ -12,8 +12,8 @@ from PIL import Image
 from rtresnet.data.datasets import load_dataset
 from rtresnet.data.digits import digits_info, digits_split, write_digit_images
 from rtresnet.errors import RtresnetError
+from rtresnet.models.imagenet import imagenet_classes, imagenet_synsets
 from rtresnet.spec import ModelInfo, Preprocessing
-from rtresnet.weights import imagenet_classes, imagenet_synsets
 
 INFO = digits_info()
 

@@ -50,7 +50,7 @@ def test_inputs_go_through_the_shared_preprocessing():
 def test_checkpoint_is_cached_and_loads_with_rtresnet_weights(checkpoint):
     import torch
 
-    from rtresnet.weights import load_model
+    from rtresnet.models.factory import load_model
 
     mtime = checkpoint.stat().st_mtime_ns
     assert digits_checkpoint() == checkpoint and checkpoint.stat().st_mtime_ns == mtime  # no retraining

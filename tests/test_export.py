@@ -20,9 +20,10 @@ from rtresnet.errors import RtresnetError
 from rtresnet.export import DEFAULT_OPSET, export_onnx
 from rtresnet.fileutil import sha256_file
 from rtresnet.models import get_arch, list_models
+from rtresnet.models.checkpoint import save_state_dict
+from rtresnet.models.factory import load_model
 from rtresnet.preprocess import pixels_to_input
 from rtresnet.spec import BATCH_DIM, INPUT_NAME, OUTPUT_NAME, read_model_info
-from rtresnet.weights import load_model, save_state_dict
 
 SMALL = dict(num_classes=10, input_size=64)
 BIG_ARCHS = {"resnet101", "resnet152", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2",
@@ -237,7 +238,7 @@ def test_reset_head_gives_a_new_classifier(checkpoint, tmp_path):
 
 
 def test_named_weights_bring_their_preprocessing_and_labels(tmp_path, monkeypatch):
-    import rtresnet.weights as weights_mod
+    import rtresnet.models.factory as weights_mod
     from rtresnet.spec import Preprocessing
 
     imagenet = Preprocessing(resize=232, crop=(224, 224), mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
@@ -347,3 +348,21 @@ def test_bad_output_paths(tmp_path, monkeypatch):
         monkeypatch.setattr(os, "access", lambda p, m, *a, **k: False if Path(p) == locked else real_access(p, m))
     _assert_one_line_error(runner.invoke(main, [*base, str(locked / "m.onnx")]), "not writable")
     assert list(locked.iterdir()) == [] and not (tmp_path / "nope").exists()
+
+
+def test_ensure_onnx_reuses_only_the_same_export(tmp_path):
+    from rtresnet.export import ensure_onnx
+
+    ckpt = save_state_dict(get_arch("resnet18").build(num_classes=10), tmp_path / "w.safetensors")
+    path = tmp_path / "m.onnx"
+    options = {"num_classes": 10, "input_size": 32, "max_batch": 4}
+    first = ensure_onnx("resnet18", path, weights=ckpt, **options)
+    stamp = first.stat().st_mtime_ns
+    assert ensure_onnx("resnet18", path, weights=ckpt, **options).stat().st_mtime_ns == stamp  # reused
+    assert ensure_onnx("resnet18", path, weights=ckpt, input_size=(32, 32)).stat().st_mtime_ns == stamp
+    ensure_onnx("resnet18", path, weights=ckpt, num_classes=10, input_size=32, max_batch=8)  # another option
+    assert read_model_info(path).max_batch == 8
+    save_state_dict(get_arch("resnet18").build(num_classes=10), ckpt)  # same file name, other bytes
+    before = read_model_info(path).weights_sha256
+    ensure_onnx("resnet18", path, weights=ckpt, num_classes=10, input_size=32, max_batch=8)
+    assert read_model_info(path).weights_sha256 == sha256_file(ckpt) != before

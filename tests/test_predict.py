@@ -15,8 +15,8 @@ from PIL import Image
 
 from rtresnet.cli import main
 from rtresnet.models import create_model
+from rtresnet.models.checkpoint import save_state_dict
 from rtresnet.runtime import load, predict_files
-from rtresnet.weights import save_state_dict
 
 SIZE = 32
 LABELS = tuple(f"class-{i}" for i in range(10))

@@ -15,8 +15,8 @@ from PIL import Image
 from rtresnet.compare import FP32_TOLERANCE, Tolerance, compare_logits
 from rtresnet.errors import RtresnetError
 from rtresnet.models import create_model
+from rtresnet.models.checkpoint import save_state_dict
 from rtresnet.runtime import Prediction, Runner, load
-from rtresnet.weights import save_state_dict
 
 SIZE = 32
 CLASSES = 10

@@ -8,14 +8,12 @@ Availability (CUDA, onnxruntime's CUDA provider, TensorRT) is checked before any
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rtresnet.environment import gpu_info
 from rtresnet.errors import RtresnetError
 from rtresnet.spec import ModelInfo
 
@@ -91,17 +89,11 @@ def numerics(spec: BackendSpec | None) -> Iterator[None]:
 
 
 def unavailable_reason(spec: BackendSpec) -> str | None:
-    """Why ``spec`` cannot run on this machine, or None when it can."""
-    if spec.device == "cuda" and gpu_info() is None:
-        return "no CUDA GPU visible to PyTorch"
-    if spec.runtime == "tensorrt" and importlib.util.find_spec("tensorrt") is None:
-        return "TensorRT is not installed (pip install 'rtresnet[gpu]')"
-    if spec.runtime == "onnxruntime" and spec.device == "cuda":
-        import onnxruntime as ort
+    """Why ``spec`` cannot run on this machine (with the fix), or None when it can: the one availability check."""
+    from rtresnet.backends import backend_name, backend_status
 
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            return "onnxruntime has no CUDAExecutionProvider (install onnxruntime-gpu instead of onnxruntime)"
-    return None
+    status = backend_status(backend_name(spec.runtime, spec.device))
+    return None if status else f"{status.detail} ({status.fix})" if status.fix else status.detail
 
 
 class Workspace:
@@ -116,29 +108,16 @@ class Workspace:
         self._fp32: Path | None = None
 
     def fp32_onnx(self) -> Path:
-        path = self.work_dir / f"{self.info.arch}.onnx"
-        if self._fp32 is None and path.is_file() and self._same_model(path):
-            log.info("reusing %s (same weights, size and preprocessing)", path)
-            self._fp32 = path
+        """The FP32 export of the benchmarked model, made once (and reused across runs when it still matches)."""
         if self._fp32 is None:
-            from rtresnet.export import export_onnx
+            from rtresnet.export import ensure_onnx
 
-            result = export_onnx(self.info.arch, path, weights=self.weights,
-                                 num_classes=self.info.num_classes, in_channels=self.info.in_channels,
-                                 input_size=self.info.input_size, preprocessing=self.info.preprocessing,
-                                 labels=self.info.labels or None, verify=False)
-            self._fp32 = Path(result.path)
+            info = self.info
+            self._fp32 = ensure_onnx(info.arch, self.work_dir / f"{info.arch}.onnx", weights=self.weights,
+                                     num_classes=info.num_classes, in_channels=info.in_channels,
+                                     input_size=info.input_size, preprocessing=info.preprocessing,
+                                     labels=info.labels or None, input_format=info.input_format, verify=False)
         return self._fp32
-
-    def _same_model(self, path: Path) -> bool:
-        from rtresnet.spec import read_model_info
-
-        try:
-            have = read_model_info(path)
-        except RtresnetError:
-            return False
-        keys = ("arch", "num_classes", "in_channels", "input_size", "preprocessing", "weights_sha256", "input_format")
-        return have.weights_sha256 is not None and all(getattr(have, k) == getattr(self.info, k) for k in keys)
 
     def engines(self, spec: BackendSpec, sizes: Sequence[int]) -> dict[int, Path]:
         """TensorRT: one engine per timed batch size, each optimized for that size (opt = batch, as trtexec's

@@ -79,8 +79,9 @@ def _sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
 def _arch_model(arch: str, weights: str | Path | None, num_classes: int | None, in_channels: int,
                 input_size: int | tuple[int, int], preprocessing: Preprocessing | None, data: str,
                 work_dir: Path) -> tuple[_Model, Any]:
+    from rtresnet.models.checkpoint import save_state_dict
+    from rtresnet.models.factory import load_model
     from rtresnet.runtime.loader import baseline_info
-    from rtresnet.weights import load_model, save_state_dict
 
     if weights is None:
         # Random weights differ per process: save them once so every backend (and a rerun with the same
@@ -307,7 +308,7 @@ def _files_model(models: list[Path], weights: str | Path | None) -> tuple[_Model
                                 f"bench models of one network together")
     if weights is None:
         return _Model(info=first, weights=None), None
-    from rtresnet.weights import load_model
+    from rtresnet.models.factory import load_model
 
     loaded = load_model(first.arch, weights=weights, num_classes=first.num_classes, in_channels=first.in_channels)
     return _Model(info=first, weights=weights), loaded.model

@@ -6,13 +6,14 @@ import re
 
 import click
 
-from rtresnet.cli.quantize_cmd import (
+from rtresnet.cli.options import (
     CALIBRATION_KWARGS,
     VERIFY_KWARGS,
     calibration_options,
     refuse_given_without_int8,
     verification_options,
 )
+from rtresnet.engine.request import BACKENDS, HARDWARE_COMPAT
 from rtresnet.errors import RtresnetError
 
 _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
@@ -41,7 +42,7 @@ def parse_size(text: str) -> int:
               help="Build the graph in its own precision (an FP16/INT8 ONNX stays so).")
 @calibration_options  # shared with `rtresnet quantize`
 @verification_options
-@click.option("--backend", type=click.Choice(["auto", "tensorrt", "onnxruntime"]), default="auto",
+@click.option("--backend", type=click.Choice(BACKENDS), default="auto",
               help="auto: TensorRT where it and a CUDA GPU exist, onnxruntime otherwise.")
 @click.option("--min-batch", type=int, help="Smallest batch of the profile [default: 1, or the fixed batch].")
 @click.option("--opt-batch", type=int, help="Batch TensorRT tunes for [default: the max batch].")
@@ -52,7 +53,7 @@ def parse_size(text: str) -> int:
               help="TensorRT timing cache shared across builds [default: timing.cache beside the engine].")
 @click.option("--dla-core", type=int, help="Build for this DLA core (Jetson/DRIVE, TensorRT 10.x).")
 @click.option("--gpu-fallback", is_flag=True, help="With --dla-core: run unsupported layers on the GPU.")
-@click.option("--hardware-compat", type=click.Choice(["none", "ampere+", "same-cc"]), default="none",
+@click.option("--hardware-compat", type=click.Choice(HARDWARE_COMPAT), default="none",
               help="Let the engine run on other GPUs (slower): Ampere and newer, or the same compute capability.")
 @click.option("--version-compat", is_flag=True, help="Let newer TensorRT versions (10 -> 11) load the engine.")
 @click.option("--tf32", is_flag=True, help="Let FP32 layers use TF32 math on Ampere+ (faster, ~1e-3 rel. error).")

@@ -164,7 +164,7 @@ def _imagenet_synset_indices(root: Path, names: Sequence[str], info: ModelInfo) 
     are the 1000 ImageNet class names: folder -> ImageNet class index. None when that layout or model is not it."""
     if len(info.labels) != 1000 or not all(_SYNSET.fullmatch(n) for n in names):
         return None
-    from rtresnet.weights import imagenet_classes, imagenet_synsets  # torch: only for this layout
+    from rtresnet.models.imagenet import imagenet_classes, imagenet_synsets  # torch: only for this layout
 
     if tuple(info.labels) != imagenet_classes():
         return None

@@ -123,7 +123,7 @@ def digits_checkpoint(cache_dir: str | Path | None = None) -> Path:
 
     Cached as ``$RTRESNET_HOME/digits/resnet18-digits-<recipe hash>.safetensors``.
     """
-    from rtresnet.weights import rtresnet_home
+    from rtresnet.environment import rtresnet_home
 
     folder = Path(cache_dir) if cache_dir is not None else rtresnet_home() / "digits"
     path = folder / f"{DIGITS_ARCH}-digits-{recipe_hash()}.safetensors"

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rtresnet.backends import backend_status
 from rtresnet.engine.request import (
     BACKENDS,
     ENGINE_DIR,
@@ -52,29 +53,16 @@ class EngineArtifact:
         return sidecar_path(self.path)
 
 
-def missing_for_tensorrt() -> list[str]:
-    """What this machine lacks for TensorRT builds (empty: nothing)."""
-    from rtresnet.environment import gpu_info, tensorrt_version
-
-    missing = []
-    if tensorrt_version() is None:
-        missing.append("TensorRT is not installed")
-    if gpu_info() is None:
-        missing.append("no CUDA GPU is visible to PyTorch")
-    return missing
-
-
 def resolve_backend(backend: str) -> Target:
     if backend not in BACKENDS:
         raise RtresnetError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
-    missing = missing_for_tensorrt() if backend in ("auto", "tensorrt") else []
-    if backend == "tensorrt" and missing:
-        raise RtresnetError(f"--backend tensorrt needs TensorRT and a CUDA GPU, but {' and '.join(missing)}; "
+    trt = backend_status("tensorrt") if backend in ("auto", "tensorrt") else None
+    if backend == "tensorrt" and not trt:
+        raise RtresnetError(f"--backend tensorrt needs TensorRT and a CUDA GPU, but {trt.detail}; "
                             f"{GPU_INSTALL_HINT}, or build with --backend onnxruntime")
-    if backend == "onnxruntime" or missing:
+    if backend == "onnxruntime" or not trt:
         if backend == "auto":
-            log.info("building an onnxruntime engine: %s (for TensorRT, %s)", " and ".join(missing),
-                     GPU_INSTALL_HINT)
+            log.info("building an onnxruntime engine: %s (for TensorRT, %s)", trt.detail, GPU_INSTALL_HINT)
         from rtresnet.engine.ort import ort_target
 
         return ort_target()
@@ -94,35 +82,6 @@ def _graph_io(onnx_path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec
 def _export_path(arch: str, weights: str | None, folder: Path) -> Path:
     tag = re.sub(r"[^A-Za-z0-9.-]+", "-", Path(weights).stem if weights else "")
     return folder / (f"{arch}_{tag}.onnx" if tag else f"{arch}.onnx")
-
-
-def _export(arch: str, weights: str | None, path: Path, max_batch: int | None, force: bool) -> Path:
-    """Export ``arch`` to ``path``; an earlier export of the same arch and weights there is reused unless forced."""
-    from rtresnet.export import export_onnx
-
-    folder = path.parent
-    if not force and path.is_file() and _same_export(path, arch, weights):
-        log.info("reusing %s (exported earlier from %s%s; --force exports again)", path, arch,
-                 f" with {weights}" if weights else "")
-        return path
-    folder.mkdir(parents=True, exist_ok=True)
-    result = export_onnx(arch, path, weights=weights, max_batch=max_batch)
-    log.info("exported %s to %s", arch, result.path)
-    return Path(result.path)
-
-
-def _same_export(path: Path, arch: str, weights: str | None) -> bool:
-    try:
-        info = read_model_info(path)
-    except RtresnetError:
-        return False
-    if info.arch != arch or info.precision != "fp32":
-        return False
-    if weights is None:
-        return info.weights is None
-    if Path(weights).is_file():  # a checkpoint: same bytes, not just the same name
-        return info.weights_sha256 == sha256_file(weights)
-    return info.weights == weights
 
 
 def _apply_precision(onnx_path: Path, info: ModelInfo, precision: str, backend: str, calibration_options: dict,
@@ -206,7 +165,9 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
         if output is not None and output.resolve() == export_path.resolve():  # checked before the export replaces it
             raise RtresnetError(f"--output {output} is where --arch exports the ONNX model; choose another engine "
                                 f"file name")
-        onnx_path = _export(arch, weights, export_path, max_batch, force)
+        from rtresnet.export import ensure_onnx
+
+        onnx_path = ensure_onnx(arch, export_path, weights=weights, force=force, max_batch=max_batch)
     source = Path(onnx_path)
     if source.is_dir():
         raise RtresnetError(f"{source} is a folder; give an ONNX model file (from `rtresnet export`)")

@@ -11,17 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from rtresnet.backends import BUILD_BACKENDS
+from rtresnet.backends import EngineBackend as Backend
 from rtresnet.errors import RtresnetError
 from rtresnet.sidecar import Sidecar
 from rtresnet.spec import ModelInfo, TensorSpec
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["tensorrt", "onnxruntime"]
 HardwareCompat = Literal["none", "ampere+", "same-cc"]
 HARDWARE_COMPAT: tuple[str, ...] = ("none", "ampere+", "same-cc")
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
-BACKENDS: tuple[str, ...] = ("auto", "tensorrt", "onnxruntime")
+BACKENDS = BUILD_BACKENDS  # --backend's choices: "auto" and the engine backends
 ENGINE_DIR = Path("engines")
 DEFAULT_MIN_BATCH, DEFAULT_MAX_BATCH = 1, 32
 # Portable across CPUs of one architecture: ENABLE_ALL adds layout (NCHWc) transforms tuned to the build CPU.

@@ -4,11 +4,12 @@ from rtresnet.export.exporter import (
     DEFAULT_OPSET,
     ExportResult,
     check_input_size,
+    ensure_onnx,
     export_onnx,
     make_preprocessing,
     parse_input_size,
     read_labels,
 )
 
-__all__ = ["DEFAULT_OPSET", "ExportResult", "check_input_size", "export_onnx", "make_preprocessing",
+__all__ = ["DEFAULT_OPSET", "ExportResult", "check_input_size", "ensure_onnx", "export_onnx", "make_preprocessing",
            "parse_input_size", "read_labels"]

@@ -23,8 +23,9 @@ from rtresnet.compare import Comparison
 from rtresnet.errors import RtresnetError
 from rtresnet.export.graph import Uint8Input, fuse_batchnorm, trace_to_onnx
 from rtresnet.export.verify import verification_batches, verify_onnx
-from rtresnet.fileutil import atomic_path, check_output_path
+from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
 from rtresnet.models import get_arch
+from rtresnet.models.factory import load_model
 from rtresnet.spec import (
     INPUT_FORMATS,
     InputFormat,
@@ -33,10 +34,10 @@ from rtresnet.spec import (
     Preprocessing,
     TensorSpec,
     graph_io,
+    read_model_info,
     resolve_preprocessing,
     write_model_info,
 )
-from rtresnet.weights import load_model
 
 log = logging.getLogger(__name__)
 
@@ -222,3 +223,47 @@ def _output_path(arch: str, output: str | Path | None, input_format: str) -> Pat
     # The default folder is created only once the model is ready; until then, check that it can be.
     check_output_path(DEFAULT_OUTPUT_DIR)
     return path
+
+
+def ensure_onnx(arch: str, path: str | Path, *, weights: str | Path | None = None, force: bool = False,
+                **export_options) -> Path:
+    """``path`` when it already holds this export (same arch, weights and every option given), else export there.
+
+    The one reuse rule for every stage that exports on the user's behalf (`build --arch`, bench's work folder):
+    a checkpoint is compared by its bytes' sha256, a named weight by name, random weights match random weights;
+    ``export_options`` (``num_classes``, ``in_channels``, ``input_size``, ``preprocessing``, ``labels``,
+    ``input_format``, ``max_batch``...) must equal the file's metadata when given.
+    """
+    path = Path(path)
+    if not force and path.is_file() and _same_export(path, arch, weights, export_options):
+        log.info("reusing %s (exported earlier from %s%s; --force exports again)", path, arch,
+                 f" with {weights}" if weights else "")
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = export_onnx(arch, path, weights=weights, **export_options)
+    log.info("exported %s to %s", arch, result.path)
+    return Path(result.path)
+
+
+def _same_export(path: Path, arch: str, weights: str | Path | None, options: dict) -> bool:
+    try:
+        info = read_model_info(path)
+    except RtresnetError:
+        return False
+    if info.arch != arch or info.precision != "fp32":
+        return False
+    if weights is None:
+        same_weights = info.weights is None
+    elif Path(weights).is_file():  # a checkpoint: same bytes, not just the same name
+        same_weights = info.weights_sha256 == sha256_file(weights)
+    else:
+        same_weights = info.weights == str(weights)
+    wanted = {k: v for k, v in options.items() if v is not None and k in _INFO_FIELDS}
+    if "input_size" in wanted:
+        wanted["input_size"] = check_input_size(wanted["input_size"])
+    if "labels" in wanted:
+        wanted["labels"] = tuple(wanted["labels"])
+    return same_weights and all(getattr(info, k) == v for k, v in wanted.items())
+
+
+_INFO_FIELDS = ("num_classes", "in_channels", "input_size", "preprocessing", "labels", "input_format", "max_batch")

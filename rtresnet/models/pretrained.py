@@ -7,10 +7,23 @@ ends in the first 8 hex digits of the file's sha256, which is how torchvision ch
 from __future__ import annotations
 
 import difflib
+import hashlib
+import http.client
+import logging
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
+from rtresnet.environment import rtresnet_home
 from rtresnet.errors import RtresnetError
+from rtresnet.fileutil import atomic_path, sha256_file
+from rtresnet.progress import track
 from rtresnet.spec import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
+
+log = logging.getLogger(__name__)
+DOWNLOAD_TIMEOUT_S = 30.0
+_CHUNK_BYTES = 1 << 20
 
 URL_BASE = "https://download.pytorch.org/models/"
 
@@ -96,3 +109,46 @@ def find_named_weights(arch: str, name: str) -> NamedWeights:
     hint = f"did you mean {close[0]}? " if close else ""
     raise RtresnetError(f"{arch} has no named weights {name!r}; {hint}available: {', '.join(names) or 'none'} "
                         "(or pass a checkpoint file path)")
+
+
+def download_weights(weights: NamedWeights, cache_dir: str | Path | None = None) -> Path:
+    """Return the cached file of ``weights``, downloading it first (hash-checked, renamed into place when good)."""
+    return fetch(weights, cache_dir)[0]
+
+
+def fetch(weights: NamedWeights, cache_dir: str | Path | None = None) -> tuple[Path, str]:
+    """(path, full sha256) of the cached file; hashing once serves both the check and LoadedModel."""
+    folder = Path(cache_dir) if cache_dir is not None else rtresnet_home() / "weights"
+    dest = folder / weights.file_name
+    if dest.is_file():
+        sha = sha256_file(dest)
+        if sha.startswith(weights.sha256_prefix):
+            return dest, sha
+        log.warning("cached %s does not match its sha256 prefix %s; downloading it again", dest,
+                    weights.sha256_prefix)
+        dest.unlink()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RtresnetError(f"cannot create the weights cache {folder} ({e}); set RTRESNET_HOME to a writable "
+                            "folder") from None
+    log.info("downloading %s to %s", weights.url, dest)
+    offline_hint = (f"download it where the network allows and pass the file: --weights /path/to/"
+                    f"{weights.file_name} (or copy it into {folder}/)")
+    digest = hashlib.sha256()
+    try:
+        with atomic_path(dest) as tmp:
+            with urllib.request.urlopen(weights.url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(tmp, "wb") as f:
+                length = response.headers.get("Content-Length") if response.headers else None
+                total = -(-int(length) // _CHUNK_BYTES) if length and str(length).isdigit() else None
+                for chunk in track(iter(lambda: response.read(_CHUNK_BYTES), b""), total, weights.file_name):
+                    digest.update(chunk)
+                    f.write(chunk)
+            if not digest.hexdigest().startswith(weights.sha256_prefix):
+                # Raising inside atomic_path removes the temporary file: nothing bad lands in the cache.
+                raise RtresnetError(f"downloaded {weights.url} has sha256 {digest.hexdigest()[:16]}..., expected "
+                                    f"prefix {weights.sha256_prefix}; the file was discarded. Retry, or {offline_hint}")
+    except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, resets, a cut-off body
+        reason = getattr(e, "reason", None) or e or type(e).__name__
+        raise RtresnetError(f"cannot download {weights.url} ({reason}); {offline_hint}") from None
+    return dest, digest.hexdigest()

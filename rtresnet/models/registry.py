@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from rtresnet.errors import RtresnetError
 
 if TYPE_CHECKING:  # torch loads only when a model is built: `rtresnet models` needs none
-    from torch import nn
 
     from rtresnet.models.resnet import ResNet
 
@@ -73,21 +72,6 @@ def get_arch(name: str) -> ArchSpec:
         close = difflib.get_close_matches(name, list(_ARCHS), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise RtresnetError(f"unknown architecture {name!r}{hint} (known: {', '.join(list_models())})") from None
-
-
-def create_model(arch: str, *, weights: str | None = None, num_classes: int | None = None,
-                 in_channels: int = 3, zero_init_residual: bool = False, reset_head: bool = False) -> nn.Module:
-    """Build ``arch`` in eval mode; with ``weights`` (a file path or a named weight such as IMAGENET1K_V2), load them
-    strictly through ``rtresnet.weights.load_model`` (which also returns labels and preprocessing).
-
-    ``num_classes`` defaults to the checkpoint's head (1000 without weights).
-    """
-    if weights is None:
-        return get_arch(arch).build(num_classes or 1000, in_channels, zero_init_residual).eval()
-    from rtresnet.weights import load_model  # torch.load and download machinery only when weights are asked for
-
-    return load_model(arch, weights=weights, num_classes=num_classes, in_channels=in_channels,
-                      reset_head=reset_head, zero_init_residual=zero_init_residual).model
 
 
 @dataclass(frozen=True)

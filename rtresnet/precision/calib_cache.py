@@ -53,7 +53,7 @@ def quiet():
 
 
 def default_cache_dir() -> Path:
-    from rtresnet.weights import rtresnet_home
+    from rtresnet.environment import rtresnet_home
 
     return rtresnet_home() / "calib"
 

@@ -23,6 +23,7 @@ from rtresnet.precision import calib_cache, qdq_placement
 from rtresnet.precision.calib_cache import quiet
 from rtresnet.precision.fp16 import check_fp32_source, default_output, split_names
 from rtresnet.precision.report import PrecisionResult, count_quantized_nodes, tolerance_for, verify_conversion
+from rtresnet.spec import QUANT_META_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,6 @@ TARGETS = ("tensorrt", "cpu")
 HIGH_PRECISIONS = ("fp16", "fp32")
 MIN_RECOMMENDED_CALIB = 300  # NVIDIA's guidance: at least ~500 images, warn well below that
 VERIFY_SAMPLES = 32
-QUANT_META_PREFIX = "rtresnet_quantization."
 
 
 @dataclass(frozen=True)

@@ -14,17 +14,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rtresnet.backends import RUNTIMES
 from rtresnet.errors import RtresnetError
 from rtresnet.runtime.base import Runner
 from rtresnet.sidecar import read_sidecar, sidecar_path, verify_engine
 from rtresnet.spec import ModelInfo, Preprocessing, resolve_preprocessing
 
 if TYPE_CHECKING:
-    from rtresnet.weights import LoadedModel
+    from rtresnet.models.factory import LoadedModel
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = RUNTIMES  # load(backend=...): the runtimes of rtresnet.backends
 TRT_SUFFIXES = (".engine", ".plan", ".trt")
 
 
@@ -110,8 +111,8 @@ def load_torch(arch: str, *, weights: str | Path | None = None, num_classes: int
                preprocessing: Preprocessing | None = None, labels: Sequence[str] | None = None,
                device: str | None = None, **options: Any) -> Runner:
     """The PyTorch baseline for ``arch`` + ``weights``, with the weights' own preprocessing when they carry one."""
+    from rtresnet.models.factory import load_model
     from rtresnet.runtime.torch_runner import TorchRunner
-    from rtresnet.weights import load_model
 
     loaded = load_model(arch, weights=None if weights is None else str(weights), num_classes=num_classes,
                         in_channels=in_channels)

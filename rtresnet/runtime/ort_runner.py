@@ -76,7 +76,7 @@ def tensorrt_cache_dir(model_path: Path) -> Path:
     folder is read-only (the EP names engine files by a hash of the graph, so models never share one)."""
     if os.access(model_path.parent, os.W_OK):
         return model_path.parent / f"{model_path.stem}.trt-cache"
-    from rtresnet.weights import rtresnet_home
+    from rtresnet.environment import rtresnet_home
 
     return rtresnet_home() / "ort-trt-cache"
 
@@ -87,8 +87,7 @@ def _tensorrt_setup(path: Path, info: ModelInfo, profile: dict | None,
     import onnx
 
     from rtresnet.engine.request import DEFAULT_MAX_BATCH
-    from rtresnet.precision.int8 import QUANT_META_PREFIX
-    from rtresnet.spec import graph_io
+    from rtresnet.spec import QUANT_META_PREFIX, graph_io
 
     model = onnx.load(str(path), load_external_data=False)
     quantization = {p.key[len(QUANT_META_PREFIX):]: p.value for p in model.metadata_props

@@ -16,16 +16,10 @@ import torch
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import sha256_file
 from rtresnet.models import create_model, get_arch, inspect_state_dict, list_models, pretrained
-from rtresnet.models.pretrained import NamedWeights
-from rtresnet.weights import (
-    CheckpointMismatchError,
-    adapt_input_conv,
-    download_weights,
-    imagenet_classes,
-    load_model,
-    load_state_dict,
-    save_state_dict,
-)
+from rtresnet.models.checkpoint import CheckpointMismatchError, adapt_input_conv, load_state_dict, save_state_dict
+from rtresnet.models.factory import load_model
+from rtresnet.models.imagenet import imagenet_classes
+from rtresnet.models.pretrained import NamedWeights, download_weights
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
 

@@ -1,0 +1,70 @@
+"""Options shared by several commands (`quantize` and `build`), their choices taken from the library's tuples."""
+
+from __future__ import annotations
+
+import click
+
+from rtresnet.precision.int8 import HIGH_PRECISIONS, METHODS
+
+CALIBRATION_KWARGS = ("calib_data", "calib_size", "calib_batch", "method", "percentile", "high_precision",
+                      "exclude", "keep_io_layers_float", "seed")
+
+
+def calibration_options(f):
+    """Calibration options shared by `rtresnet quantize` and `rtresnet build`; they arrive as the keyword
+    arguments of ``quantize_int8`` named in ``CALIBRATION_KWARGS`` (``exclude`` is a tuple)."""
+    options = [
+        click.option("--calib-data", "calib_data", metavar="DIR|LIST.txt|FILE.npy|digits|synthetic",
+                     help="Calibration data: image folder (recursive), text list of images, .npy/.npz tensors, "
+                          "'digits' or 'synthetic' (random: timing only)."),
+        click.option("--calib-size", "calib_size", type=int, default=512, show_default=True,
+                     help="Calibration samples (seeded random choice; warns below 300)."),
+        click.option("--calib-batch", "calib_batch", type=int, default=16, show_default=True,
+                     help="Samples per calibration batch."),
+        click.option("--calib-method", "method", type=click.Choice(METHODS),
+                     default="entropy", show_default=True,
+                     help="onnxruntime calibrator (it has no MSE method)."),
+        click.option("--percentile", type=float, default=99.99, show_default=True,
+                     help="With --calib-method percentile: the percentile of |x| kept."),
+        click.option("--high-precision", "high_precision", type=click.Choice(HIGH_PRECISIONS), default="fp16",
+                     show_default=True, help="TensorRT target: precision of the non-quantized remainder."),
+        click.option("--exclude", "exclude", multiple=True, metavar="NAME_OR_OPTYPE",
+                     help="Keep this node or op type in float (repeatable)."),
+        click.option("--keep-io-layers-float", "keep_io_layers_float", is_flag=True,
+                     help="Keep the first Conv and the final Gemm in float."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the calibration sample."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+VERIFY_KWARGS = ("min_cosine", "min_agreement", "accept_mismatch")
+
+
+def verification_options(f):
+    """How the FP16/INT8 result is judged against FP32 (shared by `quantize` and `build`)."""
+    options = [
+        click.option("--min-cosine", "min_cosine", type=float,
+                     help="Fail below this mean cosine similarity of the logits to FP32 "
+                          "[default: 0.999 for FP16, 0.9 for INT8]."),
+        click.option("--min-agreement", "min_agreement", type=float,
+                     help="Fail below this share of samples whose top-1 class matches FP32 "
+                          "[default: 0.99 for FP16, 0.5 for INT8]."),
+        click.option("--accept-mismatch", "accept_mismatch", is_flag=True,
+                     help="Write the model even when it fails verification (a warning names the worst layers)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def refuse_given_without_int8(names) -> None:
+    """The shared options arrive with their defaults filled in: only the ones the user gave are an error."""
+    from rtresnet.errors import RtresnetError
+
+    ctx = click.get_current_context()
+    flags = {p.name: p.opts[0] for p in ctx.command.params}
+    given = [k for k in names if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT]
+    if given:
+        raise RtresnetError(f"{', '.join(flags[k] for k in given)} only apply with --int8")

@@ -21,6 +21,7 @@ _LAZY = {
     "export_onnx": "rtresnet.export",
     "convert_fp16": "rtresnet.precision",
     "quantize_int8": "rtresnet.precision",
+    "CalibrationSettings": "rtresnet.precision",
     "build_engine": "rtresnet.engine",
     "load": "rtresnet.runtime",
     "compare_logits": "rtresnet.compare",

@@ -18,6 +18,7 @@ from rtresnet.cli import main
 from rtresnet.engine import build_engine
 from rtresnet.engine.request import resolve_batches
 from rtresnet.errors import RtresnetError
+from rtresnet.precision import CalibrationSettings
 from rtresnet.sidecar import read_sidecar, sidecar_path
 from rtresnet.spec import read_model_info
 
@@ -186,7 +187,7 @@ def test_tensorrt_backend_names_what_is_missing(onnx_model, tmp_path, no_tensorr
     ({"precision": "int4"}, "unknown precision"),
     ({"min_batch": 4, "max_batch": 2}, "smaller than --min-batch"),
     ({"opt_batch": 64}, "must lie between"),
-    ({"calib_data": "digits"}, "only apply with --int8"),
+    ({"calibration": CalibrationSettings("digits")}, "only apply with --int8"),
     ({"precision": "int8"}, "needs calibration data"),
 ])
 def test_bad_options_are_refused(onnx_model, tmp_path, options, message):
@@ -219,7 +220,7 @@ def test_already_quantized_onnx_is_built_as_is(onnx_model, tmp_path):
     art = build_engine(marked, backend="onnxruntime", max_batch=2, output=tmp_path / "e.onnx")
     assert art.sidecar.precision == "fp16" and art.onnx_path == marked
     with pytest.raises(RtresnetError, match="already fp16"):
-        build_engine(marked, precision="int8", backend="onnxruntime", calib_data="synthetic",
+        build_engine(marked, precision="int8", backend="onnxruntime", calibration=CalibrationSettings("synthetic"),
                      output=tmp_path / "f.onnx")
 
 
@@ -320,9 +321,9 @@ def test_precision_stage_runs_before_the_build(onnx_model, tmp_path, precision):
 
     source = tmp_path / "r18.onnx"  # the precision stage writes beside its input: keep it in this test's folder
     shutil.copy(onnx_model, source)
-    calib = {"calib_data": "synthetic", "calib_size": 16, "calib_batch": 8} if precision == "int8" else {}
+    calib = CalibrationSettings("synthetic", calib_size=16, calib_batch=8) if precision == "int8" else None
     art = build_engine(source, precision=precision, backend="onnxruntime", max_batch=2,
-                       output=tmp_path / f"{precision}.onnx", **calib)
+                       output=tmp_path / f"{precision}.onnx", calibration=calib)
     s = art.sidecar
     assert s.precision == precision and s.model.precision == precision and art.onnx_path != source
     assert read_model_info(art.onnx_path).precision == precision

@@ -50,7 +50,9 @@ def test_tensorrt_engine_matches_onnxruntime(models, tmp_path, name, precision):
     from rtresnet.engine import build_engine
 
     onnx_path, x, labels = models[name]
-    calib = {"calib_data": "digits" if name == "digits" else "synthetic", "calib_size": 128} \
+    from rtresnet.precision import CalibrationSettings
+
+    calib = {"calibration": CalibrationSettings("digits" if name == "digits" else "synthetic", calib_size=128)} \
         if precision == "int8" else {}
     art = build_engine(onnx_path, precision=precision, backend="tensorrt", max_batch=32,
                        output=tmp_path / f"{name}_{precision}.engine", **calib)

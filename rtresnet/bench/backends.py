@@ -137,15 +137,16 @@ class Workspace:
 
             return Path(convert_fp16(fp32, self.work_dir / f"{fp32.stem}.fp16.onnx", verify=False).path)
         from rtresnet.engine import build_engine
+        from rtresnet.precision import CalibrationSettings
 
-        calibration = ({"calib_data": self.calib_data, "calib_size": self.calib_size, "method": self.calib_method,
-                        "seed": self.seed, "cache_dir": self.work_dir / "calibration"}
-                       if spec.precision == "int8" else {})
+        calibration = CalibrationSettings(self.calib_data, method=self.calib_method, calib_size=self.calib_size,
+                                          seed=self.seed, cache_dir=self.work_dir / "calibration") \
+            if spec.precision == "int8" else None
         opt = opt_batch or self.max_batch
         name = (f"{fp32.stem}.{spec.precision}.tensorrt.opt{opt}.plan" if spec.runtime == "tensorrt" else
                 f"{fp32.stem}.{spec.precision}.{spec.runtime}.onnx")
         artifact = build_engine(fp32, precision=spec.precision, backend=spec.runtime, min_batch=1, opt_batch=opt,
-                                max_batch=self.max_batch, output=self.work_dir / name, **calibration)
+                                max_batch=self.max_batch, output=self.work_dir / name, calibration=calibration)
         return Path(artifact.path)
 
 

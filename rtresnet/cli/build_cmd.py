@@ -73,6 +73,7 @@ def build(model, arch, weights, precision, backend, min_batch, opt_batch, max_ba
     """
     from rtresnet.cli.ui import stdout
     from rtresnet.engine import build_engine
+    from rtresnet.precision import CalibrationSettings
 
     verify = {k: calibration.pop(k) for k in VERIFY_KWARGS}
     if precision != "int8":
@@ -81,13 +82,14 @@ def build(model, arch, weights, precision, backend, min_batch, opt_batch, max_ba
     if precision == "fp32" and (verify["accept_mismatch"] or any(verify[k] is not None for k in VERIFY_KWARGS[:2])):
         raise RtresnetError("--min-cosine, --min-agreement and --accept-mismatch judge an FP16 or INT8 conversion; "
                             "add --fp16 or --int8")
-    calibration = {k: v for k, v in calibration.items() if v is not None}
+    settings = CalibrationSettings(**{k: v for k, v in calibration.items() if v is not None}) \
+        if precision == "int8" else None
     artifact = build_engine(model, arch=arch, weights=weights, precision=precision, backend=backend,
                             min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                             workspace_bytes=parse_size(workspace), opt_level=opt_level, timing_cache=timing_cache,
                             dla_core=dla_core, gpu_fallback=gpu_fallback, hardware_compat=hardware_compat,
                             version_compat=version_compat, tf32=tf32, force=force, output=output, **verify,
-                            **calibration)
+                            calibration=settings)
     s = artifact.sidecar
     stdout.print(f"engine:  {artifact.path}", highlight=False)
     stdout.print(f"sidecar: {artifact.sidecar_path}", highlight=False)

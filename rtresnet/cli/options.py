@@ -6,6 +6,7 @@ import click
 
 from rtresnet.precision.int8 import HIGH_PRECISIONS, METHODS
 
+# CalibrationSettings' fields as options (its cache_dir is `quantize --cache-dir`; build keeps ranges in the cache)
 CALIBRATION_KWARGS = ("calib_data", "calib_size", "calib_batch", "method", "percentile", "high_precision",
                       "exclude", "keep_io_layers_float", "seed")
 

@@ -33,7 +33,7 @@ from rtresnet.sidecar import Sidecar, read_sidecar, sidecar_path, write_sidecar
 from rtresnet.spec import ModelInfo, TensorSpec, graph_io, read_model_info
 
 if TYPE_CHECKING:
-    from rtresnet.precision import PrecisionResult
+    from rtresnet.precision import CalibrationSettings, PrecisionResult
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +84,17 @@ def _export_path(arch: str, weights: str | None, folder: Path) -> Path:
     return folder / (f"{arch}_{tag}.onnx" if tag else f"{arch}.onnx")
 
 
-def _apply_precision(onnx_path: Path, info: ModelInfo, precision: str, backend: str, calibration_options: dict,
-                     verify: dict) -> PrecisionResult | None:
+def _apply_precision(onnx_path: Path, info: ModelInfo, precision: str, backend: str,
+                     calibration: CalibrationSettings | None, verify: dict) -> PrecisionResult | None:
     """Run the precision stage when the graph is FP32 and another precision is asked for (None: build as is)."""
-    if calibration_options and precision != "int8":
-        raise RtresnetError(f"calibration options ({', '.join(sorted(calibration_options))}) only apply with "
-                            f"--int8")
+    if calibration is not None and precision != "int8":
+        raise RtresnetError("calibration settings only apply with --int8")
     if info.precision != "fp32":
         if precision not in ("fp32", info.precision):
             raise RtresnetError(f"{onnx_path} is already {info.precision}; build it as is or pass the FP32 ONNX "
                                 f"to make a {precision} engine")
-        if calibration_options:
-            raise RtresnetError(f"{onnx_path} is already quantized; calibration options do not apply")
+        if calibration is not None:
+            raise RtresnetError(f"{onnx_path} is already {info.precision}; calibration settings do not apply")
         log.info("%s is already %s: building it as is", onnx_path.name, info.precision)
         return None
     if precision == "fp32":
@@ -104,15 +103,13 @@ def _apply_precision(onnx_path: Path, info: ModelInfo, precision: str, backend: 
         from rtresnet.precision import convert_fp16
 
         return convert_fp16(onnx_path, **verify)
-    if "target" in calibration_options:
-        raise RtresnetError("the INT8 target follows the backend (tensorrt or cpu); do not pass it to build")
-    if calibration_options.get("calib_data") is None:
+    if calibration is None or calibration.calib_data is None:
         raise RtresnetError("--int8 needs calibration data: pass --calib-data DIR (an image folder, .npy, "
                             "'digits' or 'synthetic')")
     from rtresnet.precision import quantize_int8
 
     target = "tensorrt" if backend == "tensorrt" else "cpu"
-    return quantize_int8(onnx_path, target=target, **verify, **calibration_options)
+    return quantize_int8(onnx_path, target=target, **verify, **calibration.kwargs())
 
 
 def _cached(output: Path, request: BuildRequest) -> Sidecar | None:
@@ -136,11 +133,11 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
                  gpu_fallback: bool = False, hardware_compat: str = "none", version_compat: bool = False,
                  tf32: bool = False, force: bool = False, output: str | Path | None = None,
                  min_cosine: float | None = None, min_agreement: float | None = None, accept_mismatch: bool = False,
-                 **calibration_options) -> EngineArtifact:
+                 calibration: CalibrationSettings | None = None) -> EngineArtifact:
     """Build (or reuse) an engine of an ONNX model, or of ``arch``/``weights`` exported first.
 
-    ``precision`` "fp16"/"int8" runs the precision stage on an FP32 ONNX (``calibration_options`` go to
-    ``quantize_int8``); an ONNX that is already FP16/INT8 is built as is. Batch sizes default to 1-32 (optimized
+    ``precision`` "fp16"/"int8" runs the precision stage on an FP32 ONNX (INT8 calibrated as ``calibration``
+    says); an ONNX that is already FP16/INT8 is built as is. Batch sizes default to 1-32 (optimized
     for the largest) or the ONNX's fixed batch. ``backend="auto"`` uses TensorRT where it and a GPU exist.
     ``tf32`` lets TensorRT run FP32 layers in TF32 on Ampere and newer (faster; ~1e-3 relative error).
     ``min_cosine``/``min_agreement``/``accept_mismatch`` judge the FP16/INT8 conversion (see ``quantize_int8``).
@@ -174,13 +171,13 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
     info = read_model_info(source)
     # DLA runs FP16/INT8 only: check the precision the engine gets (an FP16/INT8 ONNX is built as is)
     check_dla(dla_core, precision=precision if info.precision == "fp32" else info.precision)
-    onnx_path, onnx_sha256, calibration = source, None, None
+    onnx_path, onnx_sha256, calibrated = source, None, None  # calibrated: the sidecar's record of it
     verify = {"min_cosine": min_cosine, "min_agreement": min_agreement, "accept_mismatch": accept_mismatch}
-    if (converted := _apply_precision(source, info, precision, target.backend, calibration_options,
+    if (converted := _apply_precision(source, info, precision, target.backend, calibration,
                                       verify)) is not None:
         onnx_path, info, onnx_sha256 = converted.path, converted.info, converted.sha256  # hashed once, there
         if converted.precision == "int8":
-            calibration = {"method": converted.method, "cache_key": converted.cache_key, "target": converted.target}
+            calibrated = {"method": converted.method, "cache_key": converted.cache_key, "target": converted.target}
     inputs, outputs = _graph_io(onnx_path)
     if not inputs or not inputs[0].shape:
         raise RtresnetError(f"{onnx_path} has no batched input; re-export it with `rtresnet export`")
@@ -192,7 +189,7 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
                            opt_batch=opt, max_batch=hi, workspace_bytes=workspace_bytes, opt_level=opt_level,
                            timing_cache=timing_cache, dla_core=dla_core, gpu_fallback=gpu_fallback,
                            hardware_compat=hardware_compat, version_compat=version_compat, tf32=tf32,
-                           calibration=calibration)
+                           calibration=calibrated)
     if output is None:
         output = request.default_output(source.stem)
         output.parent.mkdir(parents=True, exist_ok=True)

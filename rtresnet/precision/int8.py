@@ -13,7 +13,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from rtresnet.compare import INT8_TOLERANCE
@@ -34,6 +34,26 @@ TARGETS = ("tensorrt", "cpu")
 HIGH_PRECISIONS = ("fp16", "fp32")
 MIN_RECOMMENDED_CALIB = 300  # NVIDIA's guidance: at least ~500 images, warn well below that
 VERIFY_SAMPLES = 32
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """How INT8 ranges are calibrated: what ``build_engine`` and the CLI pass on to ``quantize_int8``."""
+
+    calib_data: str | Path  # anything load_dataset takes: image folder, .txt list, .npy/.npz, "digits", "synthetic"
+    method: str = "entropy"
+    percentile: float = 99.99
+    high_precision: str = "fp16"
+    calib_size: int = 512
+    calib_batch: int = 16
+    seed: int = 0
+    exclude: tuple[str, ...] = ()
+    keep_io_layers_float: bool = False
+    cache_dir: str | Path | None = None
+
+    def kwargs(self) -> dict:
+        """``quantize_int8``'s keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,11 @@ detected from package metadata, never imported here.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from rtresnet import environment  # module access: tests and callers may swap its probes
 
@@ -21,8 +22,38 @@ log = logging.getLogger(__name__)
 Runtime = Literal["torch", "onnxruntime", "tensorrt"]
 RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
 EngineBackend = Literal["tensorrt", "onnxruntime"]
-ENGINE_BACKENDS: tuple[str, ...] = ("tensorrt", "onnxruntime")  # what `build` produces
+
+
+@dataclass(frozen=True)
+class EngineKind:
+    """How one engine backend is built and run. ``builder``: a module with ``target()`` (what the engine binds to on
+    this machine), ``flags(request)`` (options that change the engine bytes), ``name_parts(request)`` (default file
+    name), ``build(request, path)`` and ``describe(sidecar)``. ``runner``: "module:Class" with
+    ``from_engine(path, sidecar, device=..., **options)``. ``int8_target``: the Q/DQ layout it consumes."""
+
+    builder: str
+    runner: str
+    int8_target: str
+
+
+# Adding an engine backend: one entry here (plus its branch of backend_status below), its builder, its runner.
+ENGINE_KINDS: dict[str, EngineKind] = {
+    "tensorrt": EngineKind("rtresnet.engine.trt", "rtresnet.runtime.trt_runner:TrtRunner", "tensorrt"),
+    "onnxruntime": EngineKind("rtresnet.engine.ort", "rtresnet.runtime.ort_runner:OrtRunner", "cpu"),
+}
+ENGINE_BACKENDS: tuple[str, ...] = tuple(ENGINE_KINDS)  # what `build` produces
 BUILD_BACKENDS: tuple[str, ...] = ("auto", *ENGINE_BACKENDS)
+
+
+def engine_builder(backend: str) -> Any:
+    """The builder module of engine backend ``backend`` (imported on first use: tensorrt's only when asked)."""
+    return importlib.import_module(ENGINE_KINDS[backend].builder)
+
+
+def engine_runner(backend: str) -> Any:
+    """The runner class that loads ``backend``'s engines."""
+    module, cls = ENGINE_KINDS[backend].runner.split(":")
+    return getattr(importlib.import_module(module), cls)
 
 GPU_EXTRA = "pip install 'rtresnet[gpu]'"
 # onnxruntime and onnxruntime-gpu install the same `onnxruntime` module: one must go before the other comes.

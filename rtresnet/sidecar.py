@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rtresnet.backends import ENGINE_KINDS
 from rtresnet.backends import EngineBackend as Backend
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_write_text, sha256_file
@@ -67,7 +68,7 @@ class Sidecar:
             sidecar = cls(**values)
         except (KeyError, TypeError, ValueError) as e:
             raise RtresnetError(f"{source} is missing or has a malformed field: {e}") from None
-        if sidecar.backend not in ("tensorrt", "onnxruntime"):
+        if sidecar.backend not in ENGINE_KINDS:
             raise RtresnetError(f"{source} names an unknown backend {sidecar.backend!r}")
         return sidecar
 

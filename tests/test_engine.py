@@ -271,7 +271,7 @@ def slowed(real):
     return step
 
 if sys.argv[3] == "engine":   # the engine bytes exist, still under the temporary name
-    ob.build_ort = slowed(ob.build_ort)
+    ob.build = slowed(ob.build)
 else:                         # the engine is in place, its sidecar not yet written
     build.write_sidecar = slowed(lambda *a: None)
 build.build_engine(sys.argv[1], backend="onnxruntime", max_batch=2, output=sys.argv[2], force=True)

@@ -166,7 +166,7 @@ def request(tmp_path: Path, **options) -> BuildRequest:
 
 
 def build(tmp_path: Path, name: str = "a", **options) -> Path:
-    from rtresnet.engine.trt import build_trt
+    from rtresnet.engine.trt import build as build_trt
 
     engine = tmp_path / f"{name}.plan"
     build_trt(request(tmp_path, **options), engine)

@@ -71,6 +71,7 @@ def build(model, arch, weights, precision, backend, min_batch, opt_batch, max_ba
       rtresnet build --arch resnet50 --weights IMAGENET1K_V2 --int8 --calib-data ./calib_images
       rtresnet build model.onnx --backend onnxruntime --max-batch 8 -o engines/model_cpu.onnx
     """
+    from rtresnet.backends import engine_builder
     from rtresnet.cli.ui import stdout
     from rtresnet.engine import build_engine
     from rtresnet.precision import CalibrationSettings
@@ -93,8 +94,7 @@ def build(model, arch, weights, precision, backend, min_batch, opt_batch, max_ba
     s = artifact.sidecar
     stdout.print(f"engine:  {artifact.path}", highlight=False)
     stdout.print(f"sidecar: {artifact.sidecar_path}", highlight=False)
-    where = f"TensorRT {s.tensorrt_version} on {(s.gpu or {}).get('name')}" if s.backend == "tensorrt" else \
-        f"onnxruntime {s.onnxruntime_version} ({', '.join(s.execution_providers)})"
+    where = engine_builder(s.backend).describe(s)
     stdout.print(f"backend: {where}; {s.precision}; batch {s.profile['min_batch']}-{s.profile['max_batch']}",
                  highlight=False)
     if artifact.cache_hit:

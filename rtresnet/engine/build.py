@@ -15,9 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rtresnet.backends import backend_status
+from rtresnet.backends import ENGINE_KINDS, backend_status, engine_builder
 from rtresnet.engine.request import (
-    BACKENDS,
     ENGINE_DIR,
     PRECISIONS,
     BuildRequest,
@@ -54,23 +53,19 @@ class EngineArtifact:
 
 
 def resolve_backend(backend: str) -> Target:
-    if backend not in BACKENDS:
-        raise RtresnetError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    """The engine backend a build uses (``auto``: TensorRT where it and a GPU exist, else onnxruntime) and what its
+    engine binds to on this machine."""
+    if backend != "auto" and backend not in ENGINE_KINDS:
+        raise RtresnetError(f"unknown backend {backend!r}; use one of auto, {', '.join(ENGINE_KINDS)}")
     trt = backend_status("tensorrt") if backend in ("auto", "tensorrt") else None
     if backend == "tensorrt" and not trt:
         raise RtresnetError(f"--backend tensorrt needs TensorRT and a CUDA GPU, but {trt.detail}; "
                             f"{GPU_INSTALL_HINT}, or build with --backend onnxruntime")
-    if backend == "onnxruntime" or not trt:
-        if backend == "auto":
+    if backend == "auto":
+        if not trt:
             log.info("building an onnxruntime engine: %s (for TensorRT, %s)", trt.detail, GPU_INSTALL_HINT)
-        from rtresnet.engine.ort import ort_target
-
-        return ort_target()
-    from rtresnet.environment import gpu_info, tensorrt_version
-
-    gpu = gpu_info() or {}
-    return Target(backend="tensorrt", tensorrt_version=tensorrt_version(), cuda_version=gpu.get("cuda_version"),
-                  gpu={"name": gpu.get("name"), "compute_capability": gpu.get("compute_capability")})
+        backend = "tensorrt" if trt else "onnxruntime"
+    return engine_builder(backend).target()
 
 
 def _graph_io(onnx_path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
@@ -108,8 +103,7 @@ def _apply_precision(onnx_path: Path, info: ModelInfo, precision: str, backend: 
                             "'digits' or 'synthetic')")
     from rtresnet.precision import quantize_int8
 
-    target = "tensorrt" if backend == "tensorrt" else "cpu"
-    return quantize_int8(onnx_path, target=target, **verify, **calibration.kwargs())
+    return quantize_int8(onnx_path, target=ENGINE_KINDS[backend].int8_target, **verify, **calibration.kwargs())
 
 
 def _cached(output: Path, request: BuildRequest) -> Sidecar | None:
@@ -204,13 +198,9 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
 
 
 def _build(request: BuildRequest, output: Path) -> EngineArtifact:
-    if request.backend == "tensorrt":
-        from rtresnet.engine.trt import build_trt as builder
-    else:
-        from rtresnet.engine.ort import build_ort as builder
     start = time.perf_counter()
     with atomic_path(output) as tmp:
-        builder(request, tmp)
+        engine_builder(request.backend).build(request, tmp)
         engine_sha256 = sha256_file(tmp)
         # The old sidecar goes just before the rename: a failed or killed build keeps the old pair intact, and
         # no sidecar ever describes the new engine before it is complete.

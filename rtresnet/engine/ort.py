@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from rtresnet.engine.request import ORT_OPT_LEVEL, BuildRequest, Target
+from rtresnet.engine.request import ORT_OPT_LEVEL, BuildRequest, Target, major_minor
 from rtresnet.environment import cpu_info, package_version
 from rtresnet.errors import RtresnetError
 
@@ -21,14 +21,27 @@ log = logging.getLogger(__name__)
 PROVIDERS = ("CPUExecutionProvider",)
 
 
-def ort_target() -> Target:
+def target() -> Target:
     cpu = cpu_info()
     version = package_version("onnxruntime") or package_version("onnxruntime-gpu")
     return Target(backend="onnxruntime", onnxruntime_version=version, execution_providers=PROVIDERS,
                   cpu={"model": cpu["model"], "arch": cpu["arch"], "isa": list(cpu["isa"])})
 
 
-def build_ort(request: BuildRequest, engine_path: Path) -> None:
+def flags(request: BuildRequest) -> dict:
+    return {"graph_optimization_level": ORT_OPT_LEVEL}
+
+
+def name_parts(request: BuildRequest) -> tuple[list[str], str]:
+    """File-name parts after model, precision and batches (``..._ort1.32_cpu.onnx``), and the suffix."""
+    return [f"ort{major_minor(request.target.onnxruntime_version)}", "cpu"], ".onnx"
+
+
+def describe(sidecar) -> str:
+    return f"onnxruntime {sidecar.onnxruntime_version} ({', '.join(sidecar.execution_providers)})"
+
+
+def build(request: BuildRequest, engine_path: Path) -> None:
     """Write the optimized model of ``request.onnx_path`` to ``engine_path`` (a temporary path)."""
     import onnxruntime as ort
 

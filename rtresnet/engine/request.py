@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from rtresnet.backends import BUILD_BACKENDS
+from rtresnet.backends import BUILD_BACKENDS, engine_builder
 from rtresnet.backends import EngineBackend as Backend
 from rtresnet.errors import RtresnetError
 from rtresnet.sidecar import Sidecar
@@ -74,12 +74,8 @@ class BuildRequest:
 
     @property
     def flags(self) -> dict:
-        """Every option that changes the engine bytes (the timing cache only speeds the build up)."""
-        if self.backend == "onnxruntime":
-            return {"graph_optimization_level": ORT_OPT_LEVEL}
-        return {"workspace_bytes": self.workspace_bytes, "opt_level": self.opt_level, "dla_core": self.dla_core,
-                "gpu_fallback": self.gpu_fallback, "hardware_compat": self.hardware_compat,
-                "version_compat": self.version_compat, "tf32": self.tf32, "strongly_typed": True}
+        """Every option that changes the engine bytes, as the backend's builder lists them."""
+        return engine_builder(self.backend).flags(self)
 
     def default_output(self, model_name: str | None = None, folder: Path = ENGINE_DIR) -> Path:
         """A name that says what the engine is: ``resnet50_int8_b1-32_trt11.4_sm90.engine``.
@@ -87,20 +83,9 @@ class BuildRequest:
         ``model_name`` (the source ONNX's stem) leads instead of the arch, so engines of two models of one arch
         (other weights, class counts, sizes) get two files instead of replacing each other.
         """
-        parts = [model_name or self.info.arch, self.precision, f"b{self.min_batch}-{self.max_batch}"]
-        if self.backend == "tensorrt":
-            parts.append(f"trt{_major_minor(self.target.tensorrt_version)}")
-            cc = (self.target.gpu or {}).get("compute_capability", "")
-            parts.append("sm" + cc.replace(".", ""))
-            if self.dla_core is not None:
-                parts.append(f"dla{self.dla_core}")
-            if self.hardware_compat != "none":
-                parts.append({"ampere+": "ampereplus", "same-cc": "samecc"}[self.hardware_compat])
-            if self.version_compat:
-                parts.append("vc")
-            return folder / ("_".join(parts) + ".engine")
-        parts += [f"ort{_major_minor(self.target.onnxruntime_version)}", "cpu"]
-        return folder / ("_".join(parts) + ".onnx")
+        extra, suffix = engine_builder(self.backend).name_parts(self)
+        parts = [model_name or self.info.arch, self.precision, f"b{self.min_batch}-{self.max_batch}", *extra]
+        return folder / ("_".join(parts) + suffix)
 
     def mismatches(self, sidecar: Sidecar) -> list[str]:
         """Why an existing engine is not what this request asks for (empty: it is)."""
@@ -120,7 +105,7 @@ def _gpu_key(gpu: dict | None) -> tuple | None:
     return (gpu.get("name"), gpu.get("compute_capability")) if gpu else None
 
 
-def _major_minor(version: str | None) -> str:
+def major_minor(version: str | None) -> str:
     return ".".join((version or "unknown").split(".")[:2])
 
 
@@ -184,14 +169,14 @@ def check_options(backend: Backend, *, opt_level: int, workspace_bytes: int, dla
         raise RtresnetError("--gpu-fallback only applies with --dla-core N")
     if dla_core is not None and dla_core < 0:
         raise RtresnetError(f"--dla-core must be 0 or more, got {dla_core}")
-    if backend == "onnxruntime":
+    if backend != "tensorrt":  # the TensorRT options: refused for every other engine backend
         used = [name for name, on in (("--dla-core", dla_core is not None), ("--gpu-fallback", gpu_fallback),
                                       ("--hardware-compat", hardware_compat != "none"),
                                       ("--version-compat", version_compat), ("--tf32", tf32),
                                       ("--timing-cache", timing_cache is not None)) if on]
         if used:
             raise RtresnetError(f"{', '.join(used)} only apply to TensorRT engines, but this build uses "
-                                f"onnxruntime; drop them or build with --backend tensorrt on a machine with TensorRT")
+                                f"{backend}; drop them or build with --backend tensorrt on a machine with TensorRT")
     check_dla(dla_core, precision=precision, hardware_compat=hardware_compat, version_compat=version_compat)
 
 

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from rtresnet._trt import import_tensorrt, logger
-from rtresnet.engine.request import DLA_VERSIONS, BuildRequest
+from rtresnet.engine.request import DLA_VERSIONS, BuildRequest, Target, major_minor
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_write_bytes
 
@@ -143,7 +143,40 @@ def _configure(trt, builder, network, config, request: BuildRequest) -> None:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
 
 
-def build_trt(request: BuildRequest, engine_path: Path) -> None:
+def target() -> Target:
+    """The TensorRT version and GPU an engine built here is bound to (read without importing tensorrt)."""
+    from rtresnet.environment import gpu_info, tensorrt_version
+
+    gpu = gpu_info() or {}
+    return Target(backend="tensorrt", tensorrt_version=tensorrt_version(), cuda_version=gpu.get("cuda_version"),
+                  gpu={"name": gpu.get("name"), "compute_capability": gpu.get("compute_capability")})
+
+
+def flags(request: BuildRequest) -> dict:
+    """Every option that changes the engine bytes (the timing cache only speeds the build up)."""
+    return {"workspace_bytes": request.workspace_bytes, "opt_level": request.opt_level, "dla_core": request.dla_core,
+            "gpu_fallback": request.gpu_fallback, "hardware_compat": request.hardware_compat,
+            "version_compat": request.version_compat, "tf32": request.tf32, "strongly_typed": True}
+
+
+def name_parts(request: BuildRequest) -> tuple[list[str], str]:
+    """File-name parts after model, precision and batches (``..._trt11.4_sm90.engine``), and the suffix."""
+    cc = (request.target.gpu or {}).get("compute_capability", "")
+    parts = [f"trt{major_minor(request.target.tensorrt_version)}", "sm" + cc.replace(".", "")]
+    if request.dla_core is not None:
+        parts.append(f"dla{request.dla_core}")
+    if request.hardware_compat != "none":
+        parts.append({"ampere+": "ampereplus", "same-cc": "samecc"}[request.hardware_compat])
+    if request.version_compat:
+        parts.append("vc")
+    return parts, ".engine"
+
+
+def describe(sidecar) -> str:
+    return f"TensorRT {sidecar.tensorrt_version} on {(sidecar.gpu or {}).get('name')}"
+
+
+def build(request: BuildRequest, engine_path: Path) -> None:
     """Build a plain TensorRT plan from ``request.onnx_path`` into ``engine_path`` (a temporary path)."""
     trt = import_tensorrt()
     builder = trt.Builder(logger())

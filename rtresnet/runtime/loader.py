@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rtresnet.backends import RUNTIMES
+from rtresnet.backends import RUNTIMES, engine_runner
 from rtresnet.errors import RtresnetError
 from rtresnet.runtime.base import Runner
-from rtresnet.sidecar import read_sidecar, sidecar_path, verify_engine
+from rtresnet.sidecar import read_sidecar, sidecar_path
 from rtresnet.spec import ModelInfo, Preprocessing, resolve_preprocessing
 
 if TYPE_CHECKING:
@@ -29,14 +29,15 @@ BACKENDS = RUNTIMES  # load(backend=...): the runtimes of rtresnet.backends
 TRT_SUFFIXES = (".engine", ".plan", ".trt")
 
 
-def _construct(cls: type[Runner], *args: Any, **options: Any) -> Runner:
-    """Build ``cls`` after checking ``options`` against its signature, so a typo is a clear error."""
+def _construct(cls: type[Runner], *args: Any, factory: Any = None, **options: Any) -> Runner:
+    """Build ``cls`` (through ``factory``, default the class itself) after checking ``options`` against its
+    signature, so a typo is a clear error."""
     accepted = [n for n, p in inspect.signature(cls.__init__).parameters.items() if p.kind == p.KEYWORD_ONLY]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         shown = ", ".join(n for n in accepted if n not in ("device", "profile"))
         raise RtresnetError(f"the {cls.backend} runner has no option {', '.join(unknown)} (options: {shown})")
-    return cls(*args, **options)
+    return (factory or cls)(*args, **options)
 
 
 def is_arch_name(name: str | Path) -> bool:
@@ -81,17 +82,8 @@ def _load_file(path: Path, backend: str | None, device: str | None, options: dic
         if backend not in (None, sidecar.backend):
             raise RtresnetError(f"{path} is an engine for {sidecar.backend}, not {backend}; load it with backend "
                                 f"{sidecar.backend} (or leave the backend out)")
-        if sidecar.backend == "tensorrt":
-            from rtresnet.runtime.trt_runner import TrtRunner
-
-            return _construct(TrtRunner, path, sidecar, device=device, **options)
-        from rtresnet.runtime.ort_runner import OrtRunner
-
-        verify_engine(path, sidecar)
-        if device is None and "providers" not in options and sidecar.execution_providers:
-            # an engine optimized for one provider (fused kernels) runs on the providers it was built for
-            options = {**options, "providers": list(sidecar.execution_providers)}
-        return _construct(OrtRunner, path, sidecar.model, device=device, profile=sidecar.profile, **options)
+        runner = engine_runner(sidecar.backend)  # the vocabulary says which runner loads this backend's engines
+        return _construct(runner, path, sidecar, factory=runner.from_engine, device=device, **options)
     if path.suffix.lower() != ".onnx":
         raise RtresnetError(f"{path} is neither an ONNX model (.onnx) nor an engine with a sidecar "
                             f"(.engine/.plan + .json)")

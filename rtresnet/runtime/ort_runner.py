@@ -122,6 +122,17 @@ class OrtRunner(Runner):
 
     backend = "onnxruntime"
 
+    @classmethod
+    def from_engine(cls, path: str | Path, sidecar, *, device: str | None = None, **options) -> OrtRunner:
+        """The loader's entry point for an onnxruntime engine with its sidecar: hash verified, and run on the
+        providers it was optimized for unless told otherwise (its fused kernels belong to them)."""
+        from rtresnet.sidecar import verify_engine
+
+        verify_engine(Path(path), sidecar)
+        if device is None and "providers" not in options and sidecar.execution_providers:
+            options = {**options, "providers": list(sidecar.execution_providers)}
+        return cls(path, sidecar.model, device=device, profile=sidecar.profile, **options)
+
     def __init__(self, path: str | Path, info: ModelInfo, *, device: str | None = None,
                  providers: list[Any] | None = None, threads: int | None = None, optimization: str = "all",
                  profile: dict | None = None, check_finite: bool = False, max_batch: int | None = None) -> None:

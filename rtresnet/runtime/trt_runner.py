@@ -115,6 +115,11 @@ class TrtRunner(Runner):
         start, stop = self._events
         return float(start.elapsed_time(stop))  # both recorded before infer synchronized the stream
 
+    @classmethod
+    def from_engine(cls, path: str | Path, sidecar: Sidecar, *, device: str | None = None, **options) -> TrtRunner:
+        """The loader's entry point for a plan with its sidecar (the load guard verifies its hash)."""
+        return cls(path, sidecar, device=device, **options)
+
     def _run(self, x: Any) -> Any:
         import torch
 

@@ -81,11 +81,13 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
 
 
 def backend_name(runtime: str, device: str) -> str:
-    """The vocabulary's name for ``runtime`` on ``device`` ("cuda:1" counts as cuda)."""
-    on_gpu = device.split(":")[0] in ("cuda", "tensorrt")
-    if runtime == "tensorrt" or (runtime == "onnxruntime" and device.startswith("tensorrt")):
-        return "tensorrt" if runtime == "tensorrt" else "onnxruntime-tensorrt"
-    return f"{runtime}-cuda" if on_gpu else runtime
+    """The vocabulary's name for ``runtime`` on ``device`` (cpu, cuda[:N], or tensorrt[:N]: onnxruntime's EP)."""
+    kind = device.split(":")[0]
+    if runtime == "tensorrt":
+        return "tensorrt"
+    if kind == "tensorrt":
+        return f"{runtime}-tensorrt"
+    return f"{runtime}-cuda" if kind == "cuda" else runtime
 
 
 @dataclass(frozen=True)

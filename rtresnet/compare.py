@@ -49,14 +49,7 @@ class Comparison:
 
     @property
     def passed(self) -> bool:
-        t = self.tolerance
-        if self.nonfinite or self.saturated:
-            return False
-        if t.max_abs_rel is not None and self.max_abs_rel > t.max_abs_rel:
-            return False
-        if t.min_cosine is not None and self.cosine_mean < t.min_cosine:
-            return False
-        return self.top1_agreement >= t.min_top1_agreement
+        return not self.failures()
 
     def __bool__(self) -> bool:
         return self.passed

@@ -55,7 +55,8 @@ def resize_crop(img: Image.Image, prep: Preprocessing) -> Image.Image:
         img = img.resize((new_w, new_h), _RESAMPLE[prep.interpolation])
     ch, cw = prep.crop
     if new_w < cw or new_h < ch:
-        raise RtresnetError(f"image of {w}x{h} is too small for crop {cw}x{ch}")
+        raise RtresnetError(f"an image of {h}x{w} (HxW) resized to shorter side {prep.resize} cannot fill the "
+                            f"{ch}x{cw} crop; export the model with --resize {max(ch, cw)} or more")
     left, top = int(round((new_w - cw) / 2.0)), int(round((new_h - ch) / 2.0))
     return img.crop((left, top, left + cw, top + ch))
 

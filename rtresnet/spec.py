@@ -62,13 +62,14 @@ class Preprocessing:
     @classmethod
     def default(cls, in_channels: int, size: tuple[int, int] = (224, 224), resize: int | None = None,
                 interpolation: Interpolation = "bilinear") -> Preprocessing:
-        """ImageNet's statistics for RGB, 0.5/0.5 otherwise; resize 256/224 of the crop, as torchvision's V1."""
+        """ImageNet's statistics for RGB, 0.5/0.5 otherwise; resize 256/224 of the crop, as torchvision's V1 (of its
+        longer side: the shorter side of any photo, square and portrait ones too, then covers a wide crop)."""
         if in_channels == 3:
             mean, std, order = IMAGENET_MEAN, IMAGENET_STD, "RGB"
         else:
             mean, std, order = (0.5,) * in_channels, (0.5,) * in_channels, "L"
         if resize is None:
-            resize = int(round(min(size) * 256 / 224))
+            resize = int(round(max(size) * 256 / 224))
         return cls(resize=resize, crop=tuple(size), mean=tuple(mean), std=tuple(std),  # type: ignore[arg-type]
                    interpolation=interpolation, channel_order=order)  # type: ignore[arg-type]
 

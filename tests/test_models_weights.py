@@ -64,6 +64,25 @@ def test_full_checkpoint_with_module_prefix(tiny, tmp_path, wrapper, caplog):
     assert not any(k.startswith("module.") for k in load_state_dict(tmp_path / "ddp.pth"))
 
 
+@pytest.mark.parametrize("prefix", ["model.", "net.backbone."])
+def test_lightning_style_prefix_is_stripped(tiny, tmp_path, prefix):
+    model, _, _ = tiny
+    torch.save({"state_dict": {prefix + k: v for k, v in model.state_dict().items()}, "epoch": 3},
+               tmp_path / "lightning.ckpt")
+    loaded = load_model("resnet18", weights=tmp_path / "lightning.ckpt")
+    assert torch.equal(logits(loaded.model), logits(model))
+
+
+def test_deep_stem_checkpoint_is_named_not_none(tmp_path):
+    state = {k: v for k, v in create_model("resnet50").state_dict().items() if not k.startswith(("conv1.", "bn1."))}
+    state |= {"conv1.0.weight": torch.zeros(32, 3, 3, 3), "conv1.1.weight": torch.ones(32),
+              "conv1.3.weight": torch.zeros(32, 32, 3, 3), "conv1.6.weight": torch.zeros(64, 32, 3, 3)}
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_model("resnet50", weights=save_state_dict(state, tmp_path / "resnet50d.safetensors"))
+    msg = str(err.value)
+    assert "deep stem" in msg and "timm's resnet*d" in msg and "None" not in msg and "pass --arch" not in msg
+
+
 def test_checkpoint_of_another_arch_gives_a_readable_report(tiny):
     _, pth, _ = tiny
     with pytest.raises(CheckpointMismatchError) as err:

@@ -172,3 +172,13 @@ def test_bad_inputs_leave_nothing_behind(digits_onnx, tmp_path, kwargs, match):
     with pytest.raises(RtresnetError, match=match):
         quantize_int8(digits_onnx, out / "q.onnx", cache_dir=tmp_path / "cache", **kwargs)
     assert list(out.iterdir()) == [] and not (tmp_path / "cache").exists()
+
+
+def test_fp16_of_a_model_with_fused_uint8_preprocessing(tmp_path):
+    from rtresnet.export import export_onnx
+
+    source = export_onnx("resnet18", tmp_path / "u8.onnx", num_classes=10, input_size=64,
+                         input_format="uint8-nhwc-rgb").path
+    result = convert_fp16(source, tmp_path / "u8_fp16.onnx")
+    assert result.comparison and result.comparison.top1_agreement == 1.0
+    assert session(result.path).get_inputs()[0].type == "tensor(uint8)"

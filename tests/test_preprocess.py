@@ -76,3 +76,20 @@ def test_find_images_is_recursive_and_sorted(tmp_path):
     for p in ["b/2.PNG", "1.jpg", "notes.txt"]:
         (tmp_path / p).write_bytes(b"")
     assert [p.name for p in find_images(tmp_path)] == ["1.jpg", "2.PNG"]
+
+
+def test_default_resize_covers_a_wide_crop_from_square_and_portrait_photos():
+    prep = Preprocessing.default(3, (96, 128))  # HxW: wider than tall
+    for w, h in ((252, 263), (263, 252), (300, 600)):
+        assert resize_crop(Image.new("RGB", (w, h)), prep).size == (128, 96)
+
+
+def test_a_resize_that_cannot_fill_the_crop_names_resize():
+    from rtresnet.export import make_preprocessing
+
+    with pytest.raises(RtresnetError, match=r"--resize 110 cannot fill the 96x128 \(HxW\) crop.*--resize 128 or more"):
+        make_preprocessing(3, (96, 128), resize=110)
+    narrow = Preprocessing(resize=100, crop=(96, 128), mean=(0.5,) * 3, std=(0.5,) * 3)  # metadata edited by hand
+    with pytest.raises(RtresnetError, match=r"an image of 263x252 \(HxW\).*96x128 crop; export the model with "
+                                            r"--resize 128"):
+        resize_crop(Image.new("RGB", (252, 263)), narrow)

@@ -58,7 +58,9 @@ def _floats(option: str, text: str | None) -> tuple[float, ...] | None:
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (13..20).")
 @click.option("--preprocess", type=click.Choice(["none", "uint8-nhwc-rgb", "uint8-nhwc-bgr"]), default="none",
               show_default=True, help="Fuse preprocessing: the graph takes (N,H,W,3) uint8 frames.")
-@click.option("--resize", type=int, help="Custom weights: shorter side resized to this before the crop.")
+@click.option("--resize", type=int,
+              help="Custom weights: shorter side resized to this before the crop [default: 256/224 of the crop's "
+                   "longer side, so any photo fills it].")
 @click.option("--crop", type=int, help="Custom weights: center crop (= input size).")
 @click.option("--mean", metavar="M ...", help="Custom weights: per-channel mean (on the 0..1 scale).")
 @click.option("--std", metavar="S ...", help="Custom weights: per-channel std.")

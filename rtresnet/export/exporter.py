@@ -165,9 +165,10 @@ def make_preprocessing(in_channels: int, input_size: int | Sequence[int], *, res
     for name, values in (("mean", mean), ("std", std)):
         if values is not None and len(values) != in_channels:
             raise RtresnetError(f"--{name} needs one value per input channel ({in_channels}), got {len(values)}")
-    if resize is not None and resize < min(size):
-        raise RtresnetError(f"resize {resize} is smaller than the crop {size[0]}x{size[1]}; resize the shorter "
-                            "side to at least the crop size")
+    if resize is not None and resize < max(size):
+        raise RtresnetError(f"--resize {resize} cannot fill the {size[0]}x{size[1]} (HxW) crop from square or "
+                            f"{'portrait' if size[1] > size[0] else 'landscape'} photos (their shorter side becomes "
+                            f"{resize}); pass --resize {max(size)} or more, or leave it out")
     return dataclasses.replace(base, resize=resize or base.resize, mean=tuple(float(m) for m in mean or base.mean),
                                std=tuple(float(s) for s in std or base.std))
 

@@ -96,10 +96,25 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
         state[key] = value
     if len(state) < len(obj):
         raise RtresnetError(f"{path} has duplicate keys once 'module.' prefixes are removed; save it again unwrapped")
+    state = _strip_common_prefix(state, path)
     stripped = [k for k in obj if any(k.startswith(p) for p in _PREFIXES)]
     if stripped:
         log.info("stripped wrapper prefixes (module./_orig_mod.) from %d keys of %s", len(stripped), path.name)
     return state
+
+
+def _strip_common_prefix(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """Keys that all share the prefix before a ResNet's ``conv1.`` (Lightning's ``model.``, ``net.``, ``backbone.``)
+    lose it; anything else is left for the fit check to explain."""
+    if any(k.startswith("conv1.") for k in state):
+        return state
+    stem = next((k for k in state if k.endswith("conv1.weight") and ".layer" not in k and not k.startswith("layer")),
+                None)
+    prefix = stem[:-len("conv1.weight")] if stem else ""
+    if not prefix or not all(k.startswith(prefix) for k in state):
+        return state
+    log.info("stripped the prefix %r shared by every key of %s", prefix, path.name)
+    return {k[len(prefix):]: v for k, v in state.items()}
 
 
 def save_state_dict(model_or_sd: nn.Module | Mapping[str, torch.Tensor], path: str | Path) -> Path:

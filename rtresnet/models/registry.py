@@ -84,10 +84,14 @@ class StateDictShape:
     width_per_group: int
     in_channels: int | None
     num_classes: int | None
+    deep_stem: bool = False  # three 3x3 stem convs (timm's resnet*d, "ResNet-D"): not a torchvision ResNet
+
 
     @property
     def arch(self) -> str | None:
         """The registered arch with this structure (the head and input channels are options, not identity)."""
+        if self.deep_stem:
+            return None
         for spec in _ARCHS.values():
             if (spec.block, spec.layers, spec.groups, spec.width_per_group) == (
                     self.block, self.layers, self.groups, self.width_per_group):
@@ -99,8 +103,13 @@ class StateDictShape:
         what = f"{self.block} blocks {layers}"
         if self.block == "Bottleneck":
             what += f", groups {self.groups}, width/group {self.width_per_group}"
+        if self.deep_stem:
+            return (f"a ResNet with a deep stem ({what}; three 3x3 stem convs, as timm's resnet*d): rtresnet's zoo "
+                    f"has torchvision's single 7x7 stem only")
         name = self.arch or "an unregistered ResNet variant"
-        return f"{name} ({what}, {self.num_classes} classes, {self.in_channels} input channels)"
+        facts = [what] + [f"{n} {label}" for n, label in ((self.num_classes, "classes"),
+                                                         (self.in_channels, "input channels")) if n is not None]
+        return f"{name} ({', '.join(facts)})"
 
 
 def inspect_state_dict(state_dict: Mapping[str, Any]) -> StateDictShape | None:
@@ -122,8 +131,9 @@ def inspect_state_dict(state_dict: Mapping[str, Any]) -> StateDictShape | None:
             return None
         # Bottleneck width of stage 1 is width_per_group * groups; the 3x3 conv sees width / groups inputs.
         groups, width_per_group = width // per_group, per_group
-    conv1, fc = state_dict.get("conv1.weight"), state_dict.get("fc.weight")
+    conv1, fc = state_dict.get("conv1.weight", state_dict.get("conv1.0.weight")), state_dict.get("fc.weight")
     return StateDictShape(block="Bottleneck" if bottleneck else "BasicBlock", layers=tuple(layers), groups=groups,
                           width_per_group=width_per_group,
                           in_channels=int(conv1.shape[1]) if conv1 is not None and len(conv1.shape) == 4 else None,
-                          num_classes=int(fc.shape[0]) if fc is not None and len(fc.shape) == 2 else None)
+                          num_classes=int(fc.shape[0]) if fc is not None and len(fc.shape) == 2 else None,
+                          deep_stem="conv1.0.weight" in state_dict)

@@ -43,6 +43,7 @@ def to_fp16(model, keep_fp32: Sequence[str] = ()):
     from onnxconverter_common import float16
 
     ops, nodes = split_names(model, keep_fp32)
+    nodes = nodes + _input_preprocessing(model)
     with warnings.catch_warnings(record=True) as caught:  # one line per clamped tiny weight: summarize instead
         warnings.simplefilter("always")
         out = float16.convert_float_to_float16(model, keep_io_types=True,
@@ -51,6 +52,19 @@ def to_fp16(model, keep_fp32: Sequence[str] = ()):
     if caught:
         log.debug("FP16 conversion clamped %d weight values to FP16's range", len(caught))
     return out
+
+
+def _input_preprocessing(model) -> list[str]:
+    """With a fused uint8 input, the nodes before the first Conv (cast, layout change, normalization; not the Q/DQ
+    of an INT8 graph). They stay FP32 (a handful of elementwise ops) and the converter casts their result;
+    converted, the uint8 -> float Cast would claim an FP16 output it does not produce."""
+    import onnx
+
+    if all(i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for i in model.graph.input):
+        return []
+    first_conv = next((i for i, n in enumerate(model.graph.node) if n.op_type == "Conv"), 0)
+    return [n.name for n in model.graph.node[:first_conv]
+            if n.name and n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
 
 
 def check_fp32_source(path: Path) -> ModelInfo:

@@ -62,7 +62,12 @@ def session(path: str | Path, *, exact: bool = False):
     opts.log_severity_level = 3
     if exact:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise RtresnetError(f"onnxruntime cannot load {Path(path).name} ({first}); if rtresnet wrote it, this is a "
+                            f"bug: please report it with the model's `rtresnet export` command") from None
 
 
 def run_logits(path: str | Path, inputs: np.ndarray, batch: int = 32, *, exact: bool = False) -> np.ndarray:

@@ -20,16 +20,28 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _missing_folders(path: Path) -> list[Path]:
+    """The folders above ``path`` that do not exist yet, outermost first."""
+    missing, parent = [], path.parent if str(path.parent) else Path(".")
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    return missing[::-1]
+
+
 def check_output_path(path: str | Path) -> Path:
-    """Refuse output paths that cannot be written, before any work is done."""
+    """Refuse output paths that cannot be written, before any work is done. Missing folders are fine (the write
+    creates them) when the nearest existing one is a writable folder."""
     path = Path(path)
     if path.is_dir():
         raise RtresnetError(f"output path {path} is a directory; give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise RtresnetError(f"output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise RtresnetError(f"output folder {parent} is not writable")
+    missing = _missing_folders(path)
+    existing = (missing[0].parent if missing else path.parent) if str(path.parent) else Path(".")
+    existing = existing if str(existing) else Path(".")
+    if not existing.is_dir():
+        raise RtresnetError(f"cannot create the output folder {path.parent}: {existing} is a file")
+    if not os.access(existing, os.W_OK):
+        raise RtresnetError(f"output folder {existing} is not writable")
     return path
 
 
@@ -37,9 +49,12 @@ def check_output_path(path: str | Path) -> Path:
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` only if the block succeeds."""
     path = check_output_path(path)
+    created = _missing_folders(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     os.close(fd)
     tmp_path = Path(tmp)
+    done = False
     try:
         yield tmp_path
         # mkstemp creates 0600 files; give the result the mode a plain open() would (readable by e.g. Triton)
@@ -47,8 +62,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
+        done = True
     finally:
         tmp_path.unlink(missing_ok=True)
+        for folder in () if done else reversed(created):  # a failed write leaves no empty folders either
+            with contextlib.suppress(OSError):
+                folder.rmdir()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -338,7 +338,8 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(case, bad_weights, tmp
 def test_bad_output_paths(tmp_path, monkeypatch):
     runner = CliRunner()
     base = ["export", "--arch", "resnet18", "--output"]
-    _assert_one_line_error(runner.invoke(main, [*base, str(tmp_path / "nope" / "m.onnx")]), "does not exist")
+    (tmp_path / "afile").write_text("")
+    _assert_one_line_error(runner.invoke(main, [*base, str(tmp_path / "afile" / "m.onnx")]), "afile is a file")
     _assert_one_line_error(runner.invoke(main, [*base, str(tmp_path)]), "is a directory")
     _assert_one_line_error(runner.invoke(main, [*base, str(tmp_path / "model")]), "must end in .onnx")
     locked = tmp_path / "locked"
@@ -366,3 +367,11 @@ def test_ensure_onnx_reuses_only_the_same_export(tmp_path):
     before = read_model_info(path).weights_sha256
     ensure_onnx("resnet18", path, weights=ckpt, num_classes=10, input_size=32, max_batch=8)
     assert read_model_info(path).weights_sha256 == sha256_file(ckpt) != before
+
+
+def test_output_folders_are_created(tmp_path):
+    out = tmp_path / "new" / "deeper" / "m.onnx"
+    result = CliRunner().invoke(main, ["export", "--arch", "resnet18", "--num-classes", "10", "--input-size", "32",
+                                       "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and read_model_info(out).num_classes == 10

@@ -19,9 +19,21 @@ def test_atomic_write_replaces_only_on_success(tmp_path):
 def test_output_path_checks(tmp_path):
     with pytest.raises(RtresnetError, match="is a directory"):
         check_output_path(tmp_path)
-    with pytest.raises(RtresnetError, match="does not exist"):
-        check_output_path(tmp_path / "missing" / "x.onnx")
+    assert check_output_path(tmp_path / "missing" / "x.onnx") == tmp_path / "missing" / "x.onnx"
+    assert not (tmp_path / "missing").exists()  # created by the write, not by the check
+    (tmp_path / "file").write_text("")
+    with pytest.raises(RtresnetError, match="file is a file"):
+        check_output_path(tmp_path / "file" / "x.onnx")
     assert check_output_path(tmp_path / "x.onnx") == tmp_path / "x.onnx"
+
+
+def test_missing_folders_are_created_and_removed_again_on_failure(tmp_path):
+    atomic_write_text(tmp_path / "a" / "b" / "x.txt", "ok")
+    assert (tmp_path / "a" / "b" / "x.txt").read_text() == "ok"
+    with pytest.raises(ValueError), atomic_path(tmp_path / "c" / "d" / "y.txt") as tmp:
+        tmp.write_text("half")
+        raise ValueError("the write failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
 
 
 def test_unwritable_folder(tmp_path, monkeypatch):

@@ -108,13 +108,7 @@ def _fit_head(model, x, logit_std: float, gen) -> None:
 
 
 def save_realistic_checkpoint(arch: str, path: str | Path, **kwargs) -> Path:
-    """``realistic_resnet(arch, **kwargs)``'s state dict as a safetensors checkpoint at ``path``."""
-    from safetensors.torch import save_file
+    """``realistic_resnet(arch, **kwargs)``'s state dict as a checkpoint at ``path`` (.safetensors or .pth)."""
+    from rtresnet.models.checkpoint import save_state_dict
 
-    from rtresnet.fileutil import atomic_path
-
-    model = realistic_resnet(arch, **kwargs)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    return path
+    return save_state_dict(realistic_resnet(arch, **kwargs), path)

@@ -37,6 +37,13 @@ def tensorrt_nodes(model) -> list[str]:
             and (n.op_type != "Add" or n.name in residual)]
 
 
+def _before_casts(tensor: str, producers: dict) -> str:
+    """The tensor a chain of Casts starts from (FP16-remainder graphs put Casts around float tensors)."""
+    while tensor in producers and producers[tensor].op_type == "Cast":
+        tensor = producers[tensor].input[0]
+    return tensor
+
+
 def activation_quantizers(model) -> dict:
     """Activation tensor (not a weight) -> the QuantizeLinear that reads it. Casts are looked through, so an
     FP16-remainder graph and an FP32 one describe the same placement."""
@@ -47,9 +54,7 @@ def activation_quantizers(model) -> dict:
     for node in model.graph.node:
         if node.op_type != "QuantizeLinear":
             continue
-        tensor = node.input[0]
-        while tensor in producers and producers[tensor].op_type == "Cast":
-            tensor = producers[tensor].input[0]
+        tensor = _before_casts(node.input[0], producers)
         if tensor not in constants:
             result[tensor] = node
     return result
@@ -64,14 +69,9 @@ def quantized_activations(model) -> dict[str, str]:
 def quantized_outputs(model) -> list[str]:
     """Graph outputs that come out of a DequantizeLinear (through Casts): quantized logits, never wanted."""
     producers = {o: n for n in model.graph.node for o in n.output}
-    bad = []
-    for out in model.graph.output:
-        node = producers.get(out.name)
-        while node is not None and node.op_type == "Cast":
-            node = producers.get(node.input[0])
-        if node is not None and node.op_type == "DequantizeLinear":
-            bad.append(out.name)
-    return bad
+    return [out.name for out in model.graph.output
+            if (node := producers.get(_before_casts(out.name, producers))) is not None
+            and node.op_type == "DequantizeLinear"]
 
 
 def residual_conv_inputs(model) -> dict[str, int]:

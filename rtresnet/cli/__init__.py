@@ -21,6 +21,9 @@ COMMANDS = {
     "build": "rtresnet.cli.build_cmd:build",
     "predict": "rtresnet.cli.predict_cmd:predict",
     "bench": "rtresnet.cli.bench_cmd:bench",
+    "serve": "rtresnet.cli.serve_cmd:serve",
+    "export-triton": "rtresnet.cli.export_triton_cmd:export_triton",
+    "loadtest": "rtresnet.cli.loadtest_cmd:loadtest",
 }
 
 

@@ -69,3 +69,18 @@ def refuse_given_without_int8(names) -> None:
     given = [k for k in names if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT]
     if given:
         raise RtresnetError(f"{', '.join(flags[k] for k in given)} only apply with --int8")
+
+
+def batch_sizes(text: str | None, option: str) -> tuple[int, ...]:
+    """"4,8,16" -> (4, 8, 16); anything else is a one-line error naming ``option``."""
+    from rtresnet.errors import RtresnetError
+
+    if not text:
+        return ()
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise RtresnetError(f"{option} takes comma-separated integers such as 4,8,16, got {text!r}") from None
+    if any(s < 1 for s in sizes):
+        raise RtresnetError(f"{option} values must be at least 1, got {text!r}")
+    return sizes

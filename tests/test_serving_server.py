@@ -265,3 +265,20 @@ def test_a_port_in_use_is_a_one_line_error_and_nothing_keeps_running(engine):
     assert run.stderr.strip() == f"error: port {port} on 127.0.0.1 is in use (HTTP); pass another --http-port (0 " \
                                  f"picks a free one)"
     assert run.stdout == ""
+
+
+def test_classify_preprocesses_with_the_served_model_info(server, runner, tmp_path):
+    from PIL import Image
+
+    from rtresnet.serving import classify, remote_model_info
+
+    rng = np.random.default_rng(3)
+    paths = []
+    for i, size in enumerate(((40, 50), (64, 36))):
+        paths.append(tmp_path / f"img{i}.png")
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(paths[-1])
+    assert remote_model_info(f"grpc://{server.grpc}", server.model) == runner.info
+    got = classify(f"http://{server.http}", server.model, paths)
+    want = runner.predict(paths, topk=3)
+    assert [[p.index for p in row] for row in got] == [[p.index for p in row] for row in want]
+    assert [[p.label for p in row] for row in got] == [[p.label for p in row] for row in want]

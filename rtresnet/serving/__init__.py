@@ -4,9 +4,10 @@
 repository for the NGC tritonserver container; ``loadtest`` measures a running Triton over HTTP or gRPC.
 """
 
+from rtresnet.serving.client import classify, remote_model_info
 from rtresnet.serving.loadtest import LoadTestResult, loadtest
 from rtresnet.serving.repository import TritonRepository, export_triton
 from rtresnet.serving.server import Endpoints, ServeSettings, serve, start_server
 
-__all__ = ["Endpoints", "LoadTestResult", "ServeSettings", "TritonRepository", "export_triton", "loadtest", "serve",
-           "start_server"]
+__all__ = ["Endpoints", "LoadTestResult", "ServeSettings", "TritonRepository", "classify", "export_triton", "loadtest",
+           "remote_model_info", "serve", "start_server"]

@@ -12,7 +12,7 @@ import numpy as np
 
 from rtresnet.errors import RtresnetError
 from rtresnet.runtime.base import Prediction
-from rtresnet.serving.loadtest import _client, _client_module, _describe_error, parse_url
+from rtresnet.serving.loadtest import client_module, connect, describe_error, parse_url
 from rtresnet.serving.model_config import MODEL_INFO_PARAMETER
 from rtresnet.spec import ModelInfo
 
@@ -27,12 +27,12 @@ def remote_model_info(url: str, model_name: str, timeout_s: float = 30.0) -> Mod
 
 def _remote(url: str, model_name: str, timeout_s: float) -> tuple[ModelInfo, str]:
     protocol, address = parse_url(url)
-    module = _client_module(protocol)
-    client = _client(module, protocol, address, timeout_s)
+    module = client_module(protocol)
+    client = connect(module, protocol, address, timeout_s)
     try:
         config = client.get_model_config(model_name)
     except Exception as e:  # InferenceServerException or a connection error
-        raise RtresnetError(f"cannot read the config of model {model_name!r}: {_describe_error(e)}") from None
+        raise RtresnetError(f"cannot read the config of model {model_name!r}: {describe_error(e)}") from None
     finally:
         client.close()
     if protocol == "grpc":
@@ -56,15 +56,15 @@ def classify(url: str, model_name: str, images: Sequence[str | Path],
     if info.precision == "fp16" and x.dtype == np.float32:
         x = x.astype(np.float16)  # FP16 graphs take their input as FP16
     protocol, address = parse_url(url)
-    module = _client_module(protocol)
-    client = _client(module, protocol, address, timeout_s)
+    module = client_module(protocol)
+    client = connect(module, protocol, address, timeout_s)
     try:
         inp = module.InferInput(input_name, list(x.shape), TRITON_TYPES[x.dtype.name])
         inp.set_data_from_numpy(x)
         names = ("topk_labels", "topk_probabilities", "topk_indices")
         reply = client.infer(model_name, [inp], outputs=[module.InferRequestedOutput(n) for n in names])
     except Exception as e:
-        raise RtresnetError(f"inference on {model_name!r} failed: {_describe_error(e)}") from None
+        raise RtresnetError(f"inference on {model_name!r} failed: {describe_error(e)}") from None
     finally:
         client.close()
     labels, probs, idx = (reply.as_numpy(n) for n in names)

@@ -86,7 +86,7 @@ def parse_url(url: str, protocol: str | None = None) -> tuple[str, str]:
     return scheme, f"{parsed.hostname}:{port}"
 
 
-def _client_module(protocol: str) -> Any:
+def client_module(protocol: str) -> Any:
     try:
         if protocol == "grpc":
             import tritonclient.grpc as module
@@ -97,13 +97,13 @@ def _client_module(protocol: str) -> Any:
     return module
 
 
-def _client(module: Any, protocol: str, address: str, timeout_s: float) -> Any:
+def connect(module: Any, protocol: str, address: str, timeout_s: float) -> Any:
     if protocol == "grpc":
         return module.InferenceServerClient(address)
     return module.InferenceServerClient(address, connection_timeout=timeout_s, network_timeout=timeout_s)
 
 
-def _describe_error(e: Exception) -> str:
+def describe_error(e: Exception) -> str:
     text = e.message() if hasattr(e, "message") and callable(e.message) else str(e)
     return (text or type(e).__name__).splitlines()[0]
 
@@ -114,7 +114,7 @@ def _input_of(client: Any, module: Any, protocol: str, model: str) -> tuple[str,
         meta = client.get_model_metadata(model)
         ready = client.is_model_ready(model)
     except Exception as e:  # tritonclient raises InferenceServerException, or connection errors
-        raise RtresnetError(f"cannot reach model {model!r}: {_describe_error(e)}") from None
+        raise RtresnetError(f"cannot reach model {model!r}: {describe_error(e)}") from None
     if not ready:
         raise RtresnetError(f"model {model!r} is not ready on the server")
     if protocol == "grpc":
@@ -135,7 +135,7 @@ def _server_stats(client: Any, protocol: str, model: str) -> dict | None:
     try:
         stats = client.get_inference_statistics(model)
     except Exception as e:  # a restricted statistics endpoint: the run still counts, without batch sizes
-        log.info("Triton's statistics are not readable (%s); batch sizes are not reported", _describe_error(e))
+        log.info("Triton's statistics are not readable (%s); batch sizes are not reported", describe_error(e))
         return None
     if protocol == "grpc":
         from google.protobuf.json_format import MessageToDict
@@ -178,8 +178,8 @@ def loadtest(url: str, model_name: str, *, concurrency: int = 1, requests: int =
     if timeout_s <= 0:
         raise RtresnetError(f"timeout must be positive, got {timeout_s}")
     protocol, address = parse_url(url, protocol)
-    module = _client_module(protocol)
-    probe = _client(module, protocol, address, timeout_s)
+    module = client_module(protocol)
+    probe = connect(module, protocol, address, timeout_s)
     name, datatype, dims, output = _input_of(probe, module, protocol, model_name)
 
     lock = threading.Lock()
@@ -194,7 +194,7 @@ def loadtest(url: str, model_name: str, *, concurrency: int = 1, requests: int =
     def worker(index: int) -> None:
         nonlocal issued
         try:
-            client = _client(module, protocol, address, timeout_s)
+            client = connect(module, protocol, address, timeout_s)
             data = _sample(datatype, [batch_size, *dims], seed + index)
             inp = module.InferInput(name, data.shape, datatype)
             inp.set_data_from_numpy(data)
@@ -203,7 +203,7 @@ def loadtest(url: str, model_name: str, *, concurrency: int = 1, requests: int =
             try:
                 client.infer(model_name, [inp], outputs=wanted, **timeout)
             except Exception as e:  # a failing server shows in the timed requests; the message is kept
-                log.debug("warm-up request failed: %s", _describe_error(e))
+                log.debug("warm-up request failed: %s", describe_error(e))
         except Exception:
             warm.abort()
             raise
@@ -222,7 +222,7 @@ def loadtest(url: str, model_name: str, *, concurrency: int = 1, requests: int =
                     client.infer(model_name, [inp], outputs=wanted, **timeout)
                 except Exception as e:  # every failure is counted with its message
                     with lock:
-                        failures.append(_describe_error(e))
+                        failures.append(describe_error(e))
                     continue
                 with lock:
                     latencies.append((time.perf_counter() - t0) * 1e3)

@@ -29,18 +29,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from resnet50_cpu import machine_slug  # benchmarks/ is on sys.path when a script in it runs
+
 from rtresnet.environment import cpu_info
 from rtresnet.fileutil import atomic_write_text
 from rtresnet.serving import loadtest
 from rtresnet.serving.report import loadtest_markdown, loadtest_table
 
 SETUPS = {"dynamic batching": [], "no dynamic batching": ["--no-dynamic-batching"]}
-
-
-def machine_slug() -> str:
-    cpu = cpu_info()
-    model = re.sub(r"\(R\)|\(TM\)|CPU|@.*$", "", cpu["model"]).strip()
-    return re.sub(r"[^A-Za-z0-9]+", "-", f"{model}-{cpu['usable_cores']}c").strip("-").lower()
 
 
 def cpu_flags() -> str:

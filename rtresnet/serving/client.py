@@ -12,7 +12,7 @@ import numpy as np
 
 from rtresnet.errors import RtresnetError
 from rtresnet.runtime.base import Prediction
-from rtresnet.serving.loadtest import client_module, connect, describe_error, parse_url
+from rtresnet.serving.loadtest import as_dict, client_module, connect, describe_error, parse_url
 from rtresnet.serving.model_config import MODEL_INFO_PARAMETER
 from rtresnet.spec import ModelInfo
 
@@ -35,10 +35,7 @@ def _remote(url: str, model_name: str, timeout_s: float) -> tuple[ModelInfo, str
         raise RtresnetError(f"cannot read the config of model {model_name!r}: {describe_error(e)}") from None
     finally:
         client.close()
-    if protocol == "grpc":
-        from google.protobuf.json_format import MessageToDict
-
-        config = MessageToDict(config.config, preserving_proto_field_name=True)
+    config = as_dict(config.config if protocol == "grpc" else config, protocol)
     value = (config.get("parameters") or {}).get(MODEL_INFO_PARAMETER)
     if not value:
         raise RtresnetError(f"model {model_name!r} carries no {MODEL_INFO_PARAMETER} parameter; serve it with "

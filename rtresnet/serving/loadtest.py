@@ -108,6 +108,15 @@ def describe_error(e: Exception) -> str:
     return (text or type(e).__name__).splitlines()[0]
 
 
+def as_dict(reply: Any, protocol: str) -> dict:
+    """tritonclient's HTTP replies are dicts already; its gRPC replies are protobuf messages."""
+    if protocol != "grpc":
+        return reply
+    from google.protobuf.json_format import MessageToDict
+
+    return MessageToDict(reply, preserving_proto_field_name=True)
+
+
 def _input_of(client: Any, module: Any, protocol: str, model: str) -> tuple[str, str, list[int], str]:
     """(name, Triton datatype, sample dims, first output) of ``model`` from its metadata."""
     try:
@@ -117,10 +126,7 @@ def _input_of(client: Any, module: Any, protocol: str, model: str) -> tuple[str,
         raise RtresnetError(f"cannot reach model {model!r}: {describe_error(e)}") from None
     if not ready:
         raise RtresnetError(f"model {model!r} is not ready on the server")
-    if protocol == "grpc":
-        from google.protobuf.json_format import MessageToDict
-
-        meta = MessageToDict(meta, preserving_proto_field_name=True)
+    meta = as_dict(meta, protocol)
     inputs, outputs = meta.get("inputs", []), meta.get("outputs", [])
     if len(inputs) != 1 or not outputs:
         raise RtresnetError(f"model {model!r} has {len(inputs)} inputs; the load test drives one-input classifiers")
@@ -137,10 +143,7 @@ def _server_stats(client: Any, protocol: str, model: str) -> dict | None:
     except Exception as e:  # a restricted statistics endpoint: the run still counts, without batch sizes
         log.info("Triton's statistics are not readable (%s); batch sizes are not reported", describe_error(e))
         return None
-    if protocol == "grpc":
-        from google.protobuf.json_format import MessageToDict
-
-        stats = MessageToDict(stats, preserving_proto_field_name=True)
+    stats = as_dict(stats, protocol)
     entries = stats.get("model_stats") or []
     if not entries:
         return None

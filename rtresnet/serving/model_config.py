@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,6 @@ class TritonModel:
     preferred_batch_sizes: tuple[int, ...] = ()
     max_queue_size: int = 0                       # 0: unbounded (Triton's default)
     label_output: str | None = None               # the output label_filename applies to
-    parameters: dict[str, str] = field(default_factory=dict)
 
     def to_proto(self) -> Any:
         pb2 = model_config_pb2()
@@ -87,15 +86,8 @@ class TritonModel:
         if self.max_queue_size:
             batching.default_queue_policy.max_queue_size = self.max_queue_size
         config.instance_group.add(count=self.instances, kind=self.instance_kind)
-        params = {MODEL_INFO_PARAMETER: json.dumps(self.info.to_dict(), sort_keys=True), **self.parameters}
-        for key, value in params.items():
-            config.parameters[key].string_value = value
+        config.parameters[MODEL_INFO_PARAMETER].string_value = json.dumps(self.info.to_dict(), sort_keys=True)
         return config
-
-    def to_pbtxt(self) -> str:
-        from google.protobuf import text_format
-
-        return text_format.MessageToString(self.to_proto())
 
 
 def _sample_dims(spec: TensorSpec) -> list[int]:

@@ -96,6 +96,13 @@ def _source(path: Path) -> _Source:
                    is_engine=False)
 
 
+def check_model_name(name: str) -> str:
+    """Triton model names (and folder names) hold only letters, digits, '_', '.' and '-'."""
+    if not MODEL_NAME.match(name):
+        raise RtresnetError(f"model name {name!r} may hold only letters, digits, '_', '.' and '-'")
+    return name
+
+
 def default_model_name(path: Path) -> str:
     """The engine's file name without its suffix, in the characters Triton allows in model names."""
     stem = path.name[: -len(path.suffix)] if path.suffix else path.name
@@ -114,9 +121,7 @@ def export_triton(engine: str | Path, repository: str | Path, *, model_name: str
     if not path.is_file():
         raise RtresnetError(f"model file not found: {path}")
     src = _source(path)
-    name = model_name or default_model_name(path)
-    if not MODEL_NAME.match(name):
-        raise RtresnetError(f"model name {name!r} may hold only letters, digits, '_', '.' and '-'")
+    name = check_model_name(model_name or default_model_name(path))
     if instances < 1:
         raise RtresnetError(f"instances must be at least 1, got {instances}")
     if max_queue_delay_us < 0 or max_queue_size < 0:

@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from rtresnet.errors import RtresnetError
+from rtresnet.runtime.base import top_predictions
 from rtresnet.serving.model_config import MODEL_INFO_PARAMETER, SERVE_EXTRA
-from rtresnet.serving.repository import MODEL_NAME, default_model_name
+from rtresnet.serving.repository import check_model_name, default_model_name
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,6 @@ class _Model:
         self.topk = min(topk, runner.num_classes)
 
     def __call__(self, requests: list) -> list[dict[str, np.ndarray]]:
-        from rtresnet.runtime.base import top_predictions
-
         arrays = [r[self.input_name] for r in requests]
         bad = [i for i, a in enumerate(arrays) if a.dtype.kind == "f" and not np.isfinite(a).all()]
         if bad:
@@ -201,9 +200,7 @@ def start_server(model: str | Path, settings: ServeSettings = ServeSettings(), *
     """
     _require_pytriton()
     path = Path(model)
-    name = settings.model_name or default_model_name(path)
-    if not MODEL_NAME.match(name):
-        raise RtresnetError(f"model name {name!r} may hold only letters, digits, '_', '.' and '-'")
+    name = check_model_name(settings.model_name or default_model_name(path))
     if settings.instances < 1:
         raise RtresnetError(f"instances must be at least 1, got {settings.instances}")
     if settings.topk < 1:

@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell printf '%s' '$(TORCH_SPEC)' | cksum | cut -d' ' -f1)
 
-.PHONY: venv test demo lint bench clean
+.PHONY: venv test demo lint bench clean cpp
 
 venv: $(STAMP)
 
@@ -19,7 +19,18 @@ $(STAMP): pyproject.toml Makefile
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-test: venv
+# The C++ library and its sample (cpp/): header-only dependencies fetched from Debian and PyPI into build/cpp-deps,
+# onnxruntime itself is the .venv's wheel, loaded at run time.
+CPP_BUILD ?= build/cpp
+CPP_DEPS ?= build/cpp-deps
+cpp: venv
+	@PYTHON=$(BIN)/python bash cpp/scripts/fetch_deps.sh $(CPP_DEPS)
+	@cmake -S cpp -B $(CPP_BUILD) -DRTRESNET_DEPS_DIR=$(CURDIR)/$(CPP_DEPS) -DPython_EXECUTABLE=$(CURDIR)/$(BIN)/python \
+		-DCMAKE_BUILD_TYPE=Release > $(CPP_BUILD).configure.log || { cat $(CPP_BUILD).configure.log; exit 1; }
+	@grep -E "ONNX Runtime|TensorRT backend" $(CPP_BUILD).configure.log
+	@MAKEFLAGS= cmake --build $(CPP_BUILD) --parallel
+
+test: venv cpp
 	@$(BIN)/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "ERROR: pytest collected no tests; refusing to pass" >&2; fi; exit $$rc
 
@@ -33,4 +44,4 @@ lint: venv
 	$(BIN)/ruff check rtresnet tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache build/cpp build/cpp-deps

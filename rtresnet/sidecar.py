@@ -12,7 +12,7 @@ from rtresnet.backends import ENGINE_KINDS
 from rtresnet.backends import EngineBackend as Backend
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_write_text, sha256_file
-from rtresnet.spec import ModelInfo, TensorSpec
+from rtresnet.spec import INPUT_FORMATS, ModelInfo, TensorSpec
 
 SCHEMA = "rtresnet.engine-sidecar"
 SCHEMA_VERSION = 1
@@ -70,7 +70,72 @@ class Sidecar:
             raise RtresnetError(f"{source} is missing or has a malformed field: {e}") from None
         if sidecar.backend not in ENGINE_KINDS:
             raise RtresnetError(f"{source} names an unknown backend {sidecar.backend!r}")
+        check_consistent(sidecar, source)
         return sidecar
+
+
+def _shape_str(shape) -> str:
+    return "[" + ", ".join(str(d) if isinstance(d, int) else "batch" for d in shape) + "]"
+
+
+def check_consistent(s: Sidecar, source: str) -> None:
+    """Refuse a sidecar whose parts contradict each other (edited by hand, or of another engine). The C++ library
+    (cpp/src/sidecar.cpp) applies the same rules in the same words: both runtimes refuse the same sidecars."""
+    def fail(what: str) -> None:
+        raise RtresnetError(f"{source} {what}: rebuild the engine with `rtresnet build`")
+
+    m, p = s.model, s.model.preprocessing
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (m.num_classes, m.in_channels, *m.input_size)):
+        raise RtresnetError(f"{source} is missing or has a malformed field: the model's sizes must be integers")
+    if s.precision not in ("fp32", "fp16", "int8"):
+        fail(f"names an unknown precision {s.precision!r}")
+    if m.input_format not in INPUT_FORMATS:
+        fail(f"names an unknown input format {m.input_format!r}")
+    if m.num_classes < 1 or m.in_channels < 1 or min(m.input_size) < 1:
+        fail("has a model with non-positive sizes")
+    if p.channels != m.in_channels:
+        fail(f"has {p.channels} mean/std values for {m.in_channels} input channels")
+    if tuple(p.crop) != tuple(m.input_size):
+        fail(f"crops {p.crop[0]}x{p.crop[1]} but the input size is {m.input_size[0]}x{m.input_size[1]}")
+    if m.labels and len(m.labels) != m.num_classes:
+        fail(f"has {len(m.labels)} labels for {m.num_classes} classes")
+    if len(s.inputs) != 1 or len(s.outputs) != 1:
+        fail(f"lists {len(s.inputs)} inputs and {len(s.outputs)} outputs; rtresnet runs classifiers with one of each")
+    inp, out = s.inputs[0], s.outputs[0]
+    want = m.input_shape()
+    if len(inp.shape) != 4 or tuple(inp.shape[1:]) != tuple(want[1:]):
+        fail(f"input {inp.name} has shape {_shape_str(inp.shape)} but the model takes {_shape_str(want)}")
+    frames = m.input_format != "float-nchw"
+    if frames != (inp.dtype == "uint8") or (not frames and inp.dtype not in ("float32", "float16")):
+        fail(f"input {inp.name} is {inp.dtype}, which does not fit input format {m.input_format}")
+    if len(out.shape) != 2 or out.shape[1] != m.num_classes:
+        fail(f"output {out.name} has shape {_shape_str(out.shape)} but the model has {m.num_classes} classes")
+    if out.dtype not in ("float32", "float16"):
+        fail(f"output {out.name} is {out.dtype}, not float logits")
+    lo, opt, hi = (s.profile.get(k) for k in ("min_batch", "opt_batch", "max_batch"))
+    if not all(isinstance(v, int) for v in (lo, opt, hi)) or not 1 <= lo <= opt <= hi:
+        fail(f"has batch profile {lo}/{opt}/{hi} (min/opt/max must satisfy 1 <= min <= opt <= max)")
+    if isinstance(inp.shape[0], int) and (lo != inp.shape[0] or hi != inp.shape[0]):
+        fail(f"has batch profile {lo}..{hi} for a fixed batch of {inp.shape[0]}")
+
+
+def check_engine_io(sidecar: Sidecar, engine_path: str | Path, inputs: tuple[TensorSpec, ...],
+                    outputs: tuple[TensorSpec, ...]) -> None:
+    """Refuse an engine whose own input/output (names, dtypes, non-batch dimensions) differ from its sidecar's: the
+    sidecar then belongs to another engine. The C++ library makes the same check (cpp/src/engine.cpp)."""
+    def same(a: TensorSpec, b: TensorSpec) -> bool:
+        return a.name == b.name and a.dtype == b.dtype and len(a.shape) == len(b.shape) and all(
+            x == y or not isinstance(x, int) or not isinstance(y, int) for x, y in zip(a.shape[1:], b.shape[1:]))
+
+    def text(t: TensorSpec) -> str:
+        return f"{t.name}[{','.join(str(d) if isinstance(d, int) else '?' for d in t.shape)}] {t.dtype}"
+
+    command = sidecar.extra.get("build_command")
+    hint = f"rebuild it with `{command}`" if command else "rebuild it with `rtresnet build --force`"
+    for verb, got, want in (("takes", inputs, sidecar.inputs), ("returns", outputs, sidecar.outputs)):
+        if len(got) != 1 or not same(got[0], want[0]):
+            raise RtresnetError(f"{engine_path} {verb} {', '.join(text(t) for t in got)} but its sidecar says "
+                                f"{text(want[0])}: the sidecar belongs to another engine; {hint}")
 
 
 def sidecar_path(engine_path: str | Path) -> Path:

@@ -11,7 +11,7 @@ import numpy as np
 
 from rtresnet.errors import RtresnetError
 from rtresnet.runtime.base import InputSpec, Runner
-from rtresnet.spec import ModelInfo
+from rtresnet.spec import ModelInfo, TensorSpec
 
 log = logging.getLogger(__name__)
 
@@ -126,12 +126,27 @@ class OrtRunner(Runner):
     def from_engine(cls, path: str | Path, sidecar, *, device: str | None = None, **options) -> OrtRunner:
         """The loader's entry point for an onnxruntime engine with its sidecar: hash verified, and run on the
         providers it was optimized for unless told otherwise (its fused kernels belong to them)."""
-        from rtresnet.sidecar import verify_engine
+        from rtresnet.sidecar import check_engine_io, verify_engine
 
         verify_engine(Path(path), sidecar)
         if device is None and "providers" not in options and sidecar.execution_providers:
             options = {**options, "providers": list(sidecar.execution_providers)}
-        return cls(path, sidecar.model, device=device, profile=sidecar.profile, **options)
+        runner = cls(path, sidecar.model, device=device, profile=sidecar.profile, **options)
+        try:
+            check_engine_io(sidecar, path, *runner._io_specs())
+        except RtresnetError:
+            runner.close()
+            raise
+        return runner
+
+    def _io_specs(self) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+        """The session's own inputs and outputs, in the sidecar's terms."""
+        def spec(arg) -> TensorSpec:
+            shape = tuple(d if isinstance(d, int) else "?" for d in arg.shape)
+            return TensorSpec(arg.name, shape, _ORT_DTYPES.get(arg.type, arg.type))
+
+        return (tuple(spec(a) for a in self._session.get_inputs()),
+                tuple(spec(a) for a in self._session.get_outputs()))
 
     def __init__(self, path: str | Path, info: ModelInfo, *, device: str | None = None,
                  providers: list[Any] | None = None, threads: int | None = None, optimization: str = "all",

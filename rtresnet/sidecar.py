@@ -124,8 +124,10 @@ def check_engine_io(sidecar: Sidecar, engine_path: str | Path, inputs: tuple[Ten
     """Refuse an engine whose own input/output (names, dtypes, non-batch dimensions) differ from its sidecar's: the
     sidecar then belongs to another engine. The C++ library makes the same check (cpp/src/engine.cpp)."""
     def same(a: TensorSpec, b: TensorSpec) -> bool:
-        return a.name == b.name and a.dtype == b.dtype and len(a.shape) == len(b.shape) and all(
-            x == y or not isinstance(x, int) or not isinstance(y, int) for x, y in zip(a.shape[1:], b.shape[1:]))
+        if (a.name, a.dtype, len(a.shape)) != (b.name, b.dtype, len(b.shape)):
+            return False
+        return all(x == y or not isinstance(x, int) or not isinstance(y, int)
+                   for x, y in zip(a.shape[1:], b.shape[1:], strict=True))
 
     def text(t: TensorSpec) -> str:
         return f"{t.name}[{','.join(str(d) if isinstance(d, int) else '?' for d in t.shape)}] {t.dtype}"

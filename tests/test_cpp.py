@@ -133,7 +133,8 @@ SIDECAR_CASES = {
     "renamed input": ((("inputs", 0, "name"), "images"), "the sidecar belongs to another engine"),
     "wrong dtype": ((("outputs", 0, "dtype"), "float16"), "the sidecar belongs to another engine"),
     "input size edited": ((("model", "input_size"), [96, 96]), "crops 64x64 but the input size is 96x96"),
-    "shape edited": ((("inputs", 0, "shape"), ["batch", 3, 32, 32]), "has shape [batch, 3, 32, 32] but the model takes"),
+    "shape edited": ((("inputs", 0, "shape"), ["batch", 3, 32, 32]),
+                     "has shape [batch, 3, 32, 32] but the model takes"),
     "labels for other classes": ((("model", "labels"), ["cat", "dog"]), "has 2 labels for 1000 classes"),
     "profile out of order": ((("profile", "min_batch"), 64), "min/opt/max must satisfy"),
     "mean for other channels": ((("model", "preprocessing", "mean"), [0.5]), "mean"),
@@ -221,7 +222,8 @@ def test_usage_errors_exit_2(engines, args, message):
 
 
 def test_missing_onnxruntime_library_is_one_line(engines, batches):
-    done = classify(engines["fp32"], batches["float", 1], env={"RTRESNET_ONNXRUNTIME_LIBRARY": "/nonexistent/libort.so"})
+    missing = {"RTRESNET_ONNXRUNTIME_LIBRARY": "/nonexistent/libort.so"}
+    done = classify(engines["fp32"], batches["float", 1], env=missing)
     assert done.returncode == 1 and done.stderr.count("\n") == 1
     assert "cannot load onnxruntime" in done.stderr and "RTRESNET_ONNXRUNTIME_LIBRARY" in done.stderr
 

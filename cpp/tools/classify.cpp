@@ -126,10 +126,11 @@ int main(int argc, char** argv) {
         infer();
         ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
       }
+      out["latency_ms"]["samples"] = ms;  // in call order
       std::sort(ms.begin(), ms.end());
       auto pct = [&](double q) { return ms[std::min(ms.size() - 1, static_cast<size_t>(q / 100.0 * (ms.size() - 1) + 0.5))]; };
-      out["latency_ms"] = {{"batch", batch.n}, {"iters", args.benchmark}, {"p50", pct(50)}, {"p90", pct(90)}, {"p99", pct(99)},
-                           {"min", ms.front()}, {"max", ms.back()}};
+      out["latency_ms"].update({{"batch", batch.n}, {"iters", args.benchmark}, {"p50", pct(50)}, {"p90", pct(90)}, {"p99", pct(99)},
+                           {"min", ms.front()}, {"max", ms.back()}});
     }
     if (args.json) {
       out["logits"] = nlohmann::json::array();
@@ -149,7 +150,11 @@ int main(int argc, char** argv) {
       for (const auto& p : top[b]) std::cout << " " << p.label << " " << std::fixed << std::setprecision(4) << p.probability;
       std::cout << "\n";
     }
-    if (args.benchmark > 0) std::cout << "latency_ms " << out["latency_ms"].dump() << "\n";
+    if (args.benchmark > 0) {
+      nlohmann::json summary = out["latency_ms"];
+      summary.erase("samples");
+      std::cout << "latency_ms " << summary.dump() << "\n";
+    }
   } catch (const std::exception& e) {  // rtresnet::Error, and std::bad_alloc & co. in the same one-line form
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

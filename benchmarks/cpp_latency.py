@@ -8,8 +8,9 @@ a batch already in memory (no file reading, no image decoding). Blocks alternate
     make cpp && python benchmarks/cpp_latency.py              # ResNet-50 224x224 b1, 2 threads, FP32 and INT8
     python benchmarks/cpp_latency.py --arch resnet18 --input-size 64 --rounds 3   # a quick look
 
-The model's BN statistics are re-estimated on photo crops (rtresnet.realistic); INT8 is calibrated (minmax) on
-other photo crops (entropy; minmax on 64 crops fails the FP32 agreement check on ResNet-50). The report goes to benchmarks/results/cpp_latency_<date>_<machine>.md.
+The model's BN statistics are re-estimated on photo crops (rtresnet.realistic); INT8 is calibrated on other photo
+crops with entropy (minmax on 64 crops fails the FP32 agreement check on ResNet-50). The report goes to
+benchmarks/results/cpp_latency_<date>_<machine>.md.
 """
 
 from __future__ import annotations

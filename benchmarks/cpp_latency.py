@@ -8,8 +8,8 @@ a batch already in memory (no file reading, no image decoding). Blocks alternate
     make cpp && python benchmarks/cpp_latency.py              # ResNet-50 224x224 b1, 2 threads, FP32 and INT8
     python benchmarks/cpp_latency.py --arch resnet18 --input-size 64 --rounds 3   # a quick look
 
-The model's BN statistics are re-estimated on photo crops (rtresnet.realistic); INT8 is calibrated on other photo
-crops with entropy (minmax on 64 crops fails the FP32 agreement check on ResNet-50). The report goes to
+The model's BN statistics are re-estimated on photo crops (rtresnet.realistic); INT8 is calibrated on 64 other photo
+crops with entropy and kept even if it misses the FP32 agreement gate (latency does not depend on the ranges). The report goes to
 benchmarks/results/cpp_latency_<date>_<machine>.md.
 """
 
@@ -48,8 +48,11 @@ def build_engines(arch: str, size: int, folder: Path, calib: int) -> dict[str, P
     np.save(folder / "calib.npy", photo_crops(calib, size, seed=11))
     settings = CalibrationSettings(str(folder / "calib.npy"), method="entropy", calib_size=calib,
                                    cache_dir=folder / "calib")
+    # accept_mismatch: latency does not depend on the ranges, and 64 crops leave ResNet-50's INT8 short of the
+    # 0.9 cosine gate (0.83-0.87 here); accuracy is bench's and the precision tests' subject, not this script's
     return {p: build_engine(onnx_path, precision=p, backend="onnxruntime", output=folder / f"{arch}_{p}.onnx",
-                            calibration=settings if p == "int8" else None).path for p in ("fp32", "int8")}
+                            calibration=settings if p == "int8" else None, accept_mismatch=p == "int8").path
+            for p in ("fp32", "int8")}
 
 
 def cpp_block(classify: Path, engine: Path, batch: Path, threads: int, iters: int, warmup: int) -> list[float]:

@@ -9,8 +9,8 @@ a batch already in memory (no file reading, no image decoding). Blocks alternate
     python benchmarks/cpp_latency.py --arch resnet18 --input-size 64 --rounds 3   # a quick look
 
 The model's BN statistics are re-estimated on photo crops (rtresnet.realistic); INT8 is calibrated on 64 other photo
-crops with entropy and kept even if it misses the FP32 agreement gate (latency does not depend on the ranges). The report goes to
-benchmarks/results/cpp_latency_<date>_<machine>.md.
+crops with entropy and kept even if it misses the FP32 agreement gate (latency does not depend on the ranges).
+The report goes to benchmarks/results/cpp_latency_<date>_<machine>.md.
 """
 
 from __future__ import annotations
@@ -75,8 +75,18 @@ def python_block(runner, x: np.ndarray, iters: int, warmup: int) -> list[float]:
 
 
 def lscpu_line() -> str:
+    """The CPU as lscpu names it, with its family/model (a hypervisor's "AMD EPYC" says nothing of the generation)."""
     cpu = cpu_info()
-    return f"{cpu['model']}, {cpu['usable_cores']} usable cores, ISA {' '.join(cpu['isa']) or 'baseline'}"
+    fields = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    generation = f", family {fields['cpu family']} model {fields['model']}" if "cpu family" in fields else ""
+    return (f"{cpu['model']}{generation}, {cpu['usable_cores']} usable cores, "
+            f"ISA {' '.join(cpu['isa']) or 'baseline'}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -87,7 +87,9 @@ def test_logits_match_the_python_runtime(engines, batches, kind, n):
     assert got.shape == want.shape == (n, 1000)
     scale = float(np.abs(want).max())
     assert scale > 1.0  # realistic logits, not a dead network
-    # same onnxruntime library, same session options: equal up to float summation order
+    # same onnxruntime library, same session options: equal up to float summation order (bitwise on the machines
+    # this was written on; the print shows it in `pytest -s`)
+    print(f"{kind} b{n}: max |C++ - Python| = {np.abs(got - want).max():.3g} of max |logit| {scale:.3g}")
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * scale)
     top5 = np.argsort(-want, axis=1, kind="stable")[:, :5]
     assert [[p["index"] for p in row] for row in out["predictions"]] == top5.tolist()

@@ -131,6 +131,7 @@ SIDECAR_CASES = {
     "not a sidecar": ((("schema",), "something.else"), "is not an rtresnet engine sidecar"),
     "missing field": ((("engine_sha256",), _DELETE), "is missing or has a malformed field"),
     "malformed field": ((("model", "num_classes"), "many"), "is missing or has a malformed field"),
+    "fractional class count": ((("model", "num_classes"), 1000.5), "is missing or has a malformed field"),
     "unknown backend": ((("backend",), "openvino-9"), "names an unknown backend"),
     "renamed input": ((("inputs", 0, "name"), "images"), "the sidecar belongs to another engine"),
     "wrong dtype": ((("outputs", 0, "dtype"), "float16"), "the sidecar belongs to another engine"),

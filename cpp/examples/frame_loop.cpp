@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       std::printf("frame %d: %s (%.3f) in %.2f ms\n", i, top.label.c_str(), top.probability, ms);
     }
-  } catch (const rtresnet::Error& e) {
+  } catch (const std::exception& e) {  // rtresnet::Error, and bad_alloc & co.
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }

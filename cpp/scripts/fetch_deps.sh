@@ -15,6 +15,7 @@ PYTHON=${PYTHON:-python3}
 DEBIAN_SUITE=${DEBIAN_SUITE:-trixie}   # the first Debian release with libonnxruntime-dev
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 KERNEL_LENS=${KERNEL_LENS:-kernel-lens==2.0.1}   # vendors TensorRT 10.14.1's include/
+CUDA_HEADERS=${CUDA_HEADERS:-13.5.37}              # nvidia-cuda-runtime / nvidia-cuda-crt version
 work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
 
 if [ ! -f "$DEST/.debs-ok" ]; then
@@ -37,13 +38,13 @@ fi
 
 if [ "${RTRESNET_SKIP_TRT_HEADERS:-0}" != 1 ] && [ ! -f "$DEST/.trt-headers-ok" ]; then
   echo "cpp deps: TensorRT headers ($KERNEL_LENS sdist) and CUDA runtime headers (PyPI wheels)"
-  "$PYTHON" -m pip download -q --no-deps --no-binary :all: "$KERNEL_LENS" -d "$work/sdist" 2>/dev/null
+  "$PYTHON" -m pip download -q --no-deps --no-binary :all: "$KERNEL_LENS" -d "$work/sdist"
   tar xzf "$work"/sdist/*.tar.gz -C "$work"
   inc=$(dirname "$(find "$work" -name NvInferRuntime.h | head -1)")
   rm -rf "$DEST/tensorrt" && mkdir -p "$DEST/tensorrt" && cp -r "$inc" "$DEST/tensorrt/include"
   cp "$(find "$work" -maxdepth 2 -name LICENSE | head -1)" "$DEST/tensorrt/LICENSE"
   "$PYTHON" -m pip download -q --no-deps --only-binary :all: --python-version 3.11 \
-    --platform "manylinux2014_$(uname -m)" nvidia-cuda-runtime nvidia-cuda-crt -d "$work/wheels" 2>/dev/null
+    --platform "manylinux2014_$(uname -m)" "nvidia-cuda-runtime==$CUDA_HEADERS" "nvidia-cuda-crt==$CUDA_HEADERS" -d "$work/wheels"
   for whl in "$work"/wheels/*.whl; do "$PYTHON" -m zipfile -e "$whl" "$work/cuda"; done
   rm -rf "$DEST/cuda" && mkdir -p "$DEST/cuda"
   cp -r "$(dirname "$(find "$work/cuda" -name cuda_runtime_api.h | head -1)")" "$DEST/cuda/include"

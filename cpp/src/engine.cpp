@@ -65,6 +65,10 @@ Logits Engine::infer(const uint8_t* frames, int n) {
 
 std::vector<std::vector<Prediction>> Engine::predict(const Logits& logits, int topk) const {
   if (topk < 1) throw Error("topk must be at least 1, got " + std::to_string(topk));
+  if (logits.batch < 0 || logits.num_classes < 1 ||
+      logits.values.size() != static_cast<size_t>(logits.batch) * static_cast<size_t>(logits.num_classes))
+    throw Error("predict: logits hold " + std::to_string(logits.values.size()) + " values, not batch " +
+                std::to_string(logits.batch) + " x " + std::to_string(logits.num_classes) + " classes");
   const int k = std::min(topk, logits.num_classes);
   std::vector<std::vector<Prediction>> result(logits.batch);
   std::vector<double> probs(logits.num_classes);
@@ -75,7 +79,10 @@ std::vector<std::vector<Prediction>> Engine::predict(const Logits& logits, int t
     double sum = 0;
     for (int c = 0; c < logits.num_classes; ++c) sum += probs[c] = std::exp(static_cast<double>(z[c]) - top);
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int c) { return probs[a] > probs[c]; });
+    // NaN (from NaN logits) sorts last: a strict weak order even then
+    std::stable_sort(order.begin(), order.end(), [&](int a, int c) {
+      return std::isnan(probs[c]) ? !std::isnan(probs[a]) : probs[a] > probs[c];
+    });
     for (int i = 0; i < k; ++i)
       result[b].push_back({model().label(order[i]), order[i], static_cast<float>(probs[order[i]] / sum)});
   }

@@ -33,10 +33,12 @@ std::vector<std::string> library_candidates(const std::string& asked) {
   return c;
 }
 
-// One onnxruntime per process: the C++ API keeps the OrtApi pointer in a global.
+// One onnxruntime per process: the C++ API keeps the OrtApi pointer in a global (a host process that links
+// onnxruntime itself must point Options::ort_library at that same library). Never destroyed: engines held in
+// globals outlive static destructors.
 OrtLibrary& ort_library(const std::string& asked) {
   static std::mutex mutex;
-  static OrtLibrary lib;
+  static OrtLibrary& lib = *new OrtLibrary;
   std::lock_guard<std::mutex> lock(mutex);
   if (lib.env) {
     if (!asked.empty() && asked != lib.path)
@@ -141,8 +143,8 @@ std::unique_ptr<Engine> load_onnxruntime(const std::string& path, Sidecar sideca
   for (const std::string& ep : sidecar.execution_providers)
     if (ep != "CPUExecutionProvider")
       throw Error(path + " was optimized for " + ep + "; this library runs onnxruntime engines on the CPU: " + sidecar.rebuild_hint());
-  OrtLibrary& lib = ort_library(options.ort_library);
   try {
+    OrtLibrary& lib = ort_library(options.ort_library);
     Ort::SessionOptions opts;
     // as rtresnet's Python OrtRunner: full optimization, one graph branch at a time (a ResNet is a chain)
     opts.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <type_traits>
 
 namespace rtresnet {
 namespace {
@@ -34,10 +35,21 @@ const json& field(const json& d, const char* key) {
   if (!d.is_object() || !d.contains(key)) throw Error(std::string("'") + key + "'");
   return d.at(key);
 }
+// Integers must be JSON integers (nlohmann would turn 1000.5 or true into an int; Python refuses them).
+bool strict_ints(const json& v) {
+  if (v.is_array()) return std::all_of(v.begin(), v.end(), [](const json& e) { return e.is_number_integer(); });
+  return v.is_number_integer();
+}
 template <typename T>
 T get(const json& d, const char* key) {
+  const json& v = field(d, key);
+  constexpr bool ints = std::is_same_v<T, int> || std::is_same_v<T, std::array<int, 2>>;
+  if constexpr (std::is_same_v<T, std::array<int, 2>>) {
+    if (!v.is_array() || v.size() != 2) throw Error(std::string("'") + key + "' must hold two integers");
+  }
+  if (ints && !strict_ints(v)) throw Error(std::string("'") + key + "' must be an integer");
   try {
-    return field(d, key).get<T>();
+    return v.get<T>();
   } catch (const json::exception&) {
     throw Error(std::string("'") + key + "' has the wrong type");
   }

@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
-#include <map>
 #include <regex>
 
 #include "backends.hpp"
@@ -26,20 +25,36 @@ class Logger final : public nvinfer1::ILogger {
 };
 
 Logger& logger() {
-  static Logger instance;
-  return instance;
+  static Logger* instance = new Logger;  // never destroyed: engines held in globals outlive static destructors
+  return *instance;
 }
+
+// Makes `device` current for a scope and gives the caller's thread its own device back afterwards.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    cudaGetDevice(&previous_);
+    cuda_ok(cudaSetDevice(device), "cudaSetDevice");
+  }
+  ~DeviceScope() { cudaSetDevice(previous_); }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_ = 0;
+};
 
 std::vector<int> version_parts(const std::string& version, size_t count) {
   std::vector<int> parts;
   const std::regex number("\\d+");
   for (auto it = std::sregex_iterator(version.begin(), version.end(), number); it != std::sregex_iterator() && parts.size() < count; ++it)
-    parts.push_back(std::stoi(it->str()));
+    parts.push_back(it->str().size() > 6 ? -1 : std::stoi(it->str()));  // absurd numbers never match
   return parts;
 }
 
 // The load guard of rtresnet/runtime/guard.py: refuse a plan this TensorRT or GPU cannot run, before TensorRT's own
-// "plan file is not compatible" error, and say which command rebuilds it.
+// "plan file is not compatible" error, and say which command rebuilds it. The runtime reports major.minor.patch
+// (getInferLibVersion), so plans of two builds of one patch release compare equal here; Python compares all four.
 void check_plan(const Sidecar& s, const std::string& path, int device) {
   const int v = getInferLibVersion();  // major * 10000 + minor * 100 + patch
   const std::vector<int> runtime{v / 10000, (v / 100) % 100, v % 100};
@@ -90,25 +105,18 @@ class TrtEngine final : public Engine {
       : Engine(std::move(sidecar), std::move(spec), num_classes, /*serialize=*/true),  // one context, one set of buffers
         device_(options.device), cuda_graph_(options.cuda_graph), runtime_(std::move(runtime)), engine_(std::move(engine)),
         out_name_(std::move(out_name)), out_dtype_(std::move(out_dtype)) {
-    cuda_ok(cudaSetDevice(device_), "cudaSetDevice");
-    context_.reset(engine_->createExecutionContext());
-    if (!context_) throw Error("TensorRT could not create an execution context for " + this->sidecar().path + " (out of GPU memory?)");
-    cuda_ok(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
-    const InputSpec& in = input_spec();
-    in_bytes_per_sample_ = in.sample_elements() * dtype_size(in.dtype);
-    out_bytes_per_sample_ = static_cast<size_t>(num_classes) * dtype_size(out_dtype_);
-    cuda_ok(cudaMalloc(&d_in_, in_bytes_per_sample_ * in.max_batch), "cudaMalloc");
-    cuda_ok(cudaMalloc(&d_out_, out_bytes_per_sample_ * in.max_batch), "cudaMalloc");
-    if (!context_->setTensorAddress(in.name.c_str(), d_in_) || !context_->setTensorAddress(out_name_.c_str(), d_out_))
-      throw Error("TensorRT refused the I/O buffers of " + this->sidecar().path);
+    DeviceScope scope(device_);
+    try {
+      setup();
+    } catch (...) {
+      release();  // the destructor does not run for a half-built object
+      throw;
+    }
   }
 
   ~TrtEngine() override {
-    for (auto& [n, exec] : graphs_) cudaGraphExecDestroy(exec);
-    if (d_in_) cudaFree(d_in_);
-    if (d_out_) cudaFree(d_out_);
-    context_.reset();
-    if (stream_) cudaStreamDestroy(stream_);
+    DeviceScope scope(device_);
+    release();
   }
 
   std::string describe() const override {
@@ -120,9 +128,10 @@ class TrtEngine final : public Engine {
  protected:
   void run(const void* data, int n, float* out) override {
     const InputSpec& in = input_spec();
-    cuda_ok(cudaSetDevice(device_), "cudaSetDevice");
+    DeviceScope scope(device_);
     cuda_ok(cudaMemcpyAsync(d_in_, data, in_bytes_per_sample_ * n, cudaMemcpyHostToDevice, stream_), "copy to the GPU");
     if (n != bound_batch_) {
+      drop_graph();  // a graph belongs to the context state it was captured in: one shape, recaptured after a change
       nvinfer1::Dims dims{};
       dims.nbDims = static_cast<int32_t>(in.sample_shape.size() + 1);
       dims.d[0] = n;
@@ -130,12 +139,11 @@ class TrtEngine final : public Engine {
       if (!context_->setInputShape(in.name.c_str(), dims)) throw Error("TensorRT refused batch " + std::to_string(n));
       bound_batch_ = n;
     }
-    auto graph = graphs_.find(n);
-    if (graph != graphs_.end()) {
-      cuda_ok(cudaGraphLaunch(graph->second, stream_), "cudaGraphLaunch");
+    if (graph_) {
+      cuda_ok(cudaGraphLaunch(graph_, stream_), "cudaGraphLaunch");
     } else {
       if (!context_->enqueueV3(stream_)) throw Error("TensorRT failed to run " + sidecar().path);
-      if (cuda_graph_) capture(n);  // after one plain run at this shape, as TensorRT requires
+      if (cuda_graph_ && capturable_) capture();  // after one plain run at this shape, as TensorRT requires
     }
     std::vector<uint16_t> half(out_dtype_ == "float16" ? static_cast<size_t>(n) * num_classes() : 0);
     void* host_out = half.empty() ? static_cast<void*>(out) : half.data();
@@ -145,18 +153,51 @@ class TrtEngine final : public Engine {
   }
 
  private:
-  void capture(int n) {
+  void setup() {
+    context_.reset(engine_->createExecutionContext());
+    if (!context_) throw Error("TensorRT could not create an execution context for " + this->sidecar().path + " (out of GPU memory?)");
+    cuda_ok(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    const InputSpec& in = input_spec();
+    in_bytes_per_sample_ = in.sample_elements() * dtype_size(in.dtype);
+    out_bytes_per_sample_ = static_cast<size_t>(num_classes()) * dtype_size(out_dtype_);
+    cuda_ok(cudaMalloc(&d_in_, in_bytes_per_sample_ * in.max_batch), "cudaMalloc");
+    cuda_ok(cudaMalloc(&d_out_, out_bytes_per_sample_ * in.max_batch), "cudaMalloc");
+    if (!context_->setTensorAddress(in.name.c_str(), d_in_) || !context_->setTensorAddress(out_name_.c_str(), d_out_))
+      throw Error("TensorRT refused the I/O buffers of " + this->sidecar().path);
+  }
+
+  void release() noexcept {
+    if (stream_) cudaStreamSynchronize(stream_);  // nothing of ours may still run when the buffers go
+    drop_graph();
+    if (d_in_) cudaFree(d_in_);
+    if (d_out_) cudaFree(d_out_);
+    d_in_ = d_out_ = nullptr;
+    context_.reset();
+    if (stream_) cudaStreamDestroy(stream_);
+    stream_ = nullptr;
+  }
+
+  void drop_graph() noexcept {
+    if (graph_) cudaGraphExecDestroy(graph_);
+    graph_ = nullptr;
+  }
+
+  // Capture the enqueue at the bound shape. A failure keeps the (good) result of the plain run and turns graphs off.
+  void capture() {
     cudaGraph_t graph = nullptr;
-    cudaGraphExec_t exec = nullptr;
-    cuda_ok(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
-    const bool queued = context_->enqueueV3(stream_);
-    const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
-    if (!queued || ended != cudaSuccess || cudaGraphInstantiateWithFlags(&exec, graph, 0) != cudaSuccess) {
-      if (graph) cudaGraphDestroy(graph);
-      throw Error("this TensorRT engine cannot be captured in a CUDA graph; load it without cuda_graph");
+    if (cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
+      const bool queued = context_->enqueueV3(stream_);
+      const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
+      if (queued && ended == cudaSuccess && cudaGraphInstantiateWithFlags(&graph_, graph, 0) == cudaSuccess) {
+        cudaGraphDestroy(graph);
+        return;
+      }
     }
-    cudaGraphDestroy(graph);
-    graphs_[n] = exec;
+    if (graph) cudaGraphDestroy(graph);
+    graph_ = nullptr;
+    cudaGetLastError();  // clear the capture's error state
+    capturable_ = false;
+    std::fprintf(stderr, "[rtresnet] %s cannot be captured in a CUDA graph; running it without\n", sidecar().path.c_str());
   }
 
   int device_;
@@ -170,14 +211,15 @@ class TrtEngine final : public Engine {
   void* d_out_ = nullptr;
   size_t in_bytes_per_sample_ = 0, out_bytes_per_sample_ = 0;
   int bound_batch_ = -1;
-  std::map<int, cudaGraphExec_t> graphs_;
+  bool capturable_ = true;
+  cudaGraphExec_t graph_ = nullptr;
 };
 
 }  // namespace
 
 std::unique_ptr<Engine> load_tensorrt(const std::string& path, Sidecar sidecar, const Options& options) {
   check_plan(sidecar, path, options.device);
-  cuda_ok(cudaSetDevice(options.device), "cudaSetDevice");
+  DeviceScope scope(options.device);
   std::ifstream file(path, std::ios::binary);
   const std::vector<char> plan((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
   std::unique_ptr<nvinfer1::IRuntime> runtime(nvinfer1::createInferRuntime(logger()));

@@ -114,7 +114,8 @@ int main(int argc, char** argv) {
   try {
     auto engine = rtresnet::load(args.engine, args.options);
     const Batch batch = read_batch(args.input, engine->input_spec());
-    auto infer = [&] { return batch.frames.empty() ? engine->infer(batch.floats.data(), batch.n) : engine->infer(batch.frames.data(), batch.n); };
+    const bool frames = engine->input_spec().dtype == "uint8";
+    auto infer = [&] { return frames ? engine->infer(batch.frames.data(), batch.n) : engine->infer(batch.floats.data(), batch.n); };
     const rtresnet::Logits logits = infer();
     const auto top = engine->predict(logits, args.topk);
     nlohmann::json out = {{"engine", args.engine}, {"backend", engine->describe()}, {"input", engine->input_spec().describe()}};

@@ -87,8 +87,6 @@ ONNXTensorElementDataType onnx_type(const std::string& dtype) {
   return ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
 }
 
-size_t dtype_size(const std::string& dtype) { return dtype == "float16" ? 2 : dtype == "uint8" ? 1 : 4; }
-
 TensorSpec spec_of(const std::string& name, const Ort::TypeInfo& info) {
   auto tensor = info.GetTensorTypeAndShapeInfo();
   return {name, tensor.GetShape(), dtype_name(tensor.GetElementType())};

@@ -88,8 +88,6 @@ std::string dtype_name(nvinfer1::DataType t) {
   }
 }
 
-size_t dtype_size(const std::string& dtype) { return dtype == "float16" ? 2 : (dtype == "uint8" || dtype == "int8") ? 1 : 4; }
-
 TensorSpec spec_of(const nvinfer1::ICudaEngine& engine, const char* name) {
   const nvinfer1::Dims dims = engine.getTensorShape(name);
   TensorSpec spec{name, {}, dtype_name(engine.getTensorDataType(name))};

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import get_args
 
 from rtresnet.backends import ENGINE_KINDS
 from rtresnet.backends import EngineBackend as Backend
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_write_text, sha256_file
-from rtresnet.spec import INPUT_FORMATS, ModelInfo, TensorSpec
+from rtresnet.spec import INPUT_FORMATS, ModelInfo, Precision, TensorSpec
 
 SCHEMA = "rtresnet.engine-sidecar"
 SCHEMA_VERSION = 1
@@ -87,7 +88,7 @@ def check_consistent(s: Sidecar, source: str) -> None:
     m, p = s.model, s.model.preprocessing
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (m.num_classes, m.in_channels, *m.input_size)):
         raise RtresnetError(f"{source} is missing or has a malformed field: the model's sizes must be integers")
-    if s.precision not in ("fp32", "fp16", "int8"):
+    if s.precision not in get_args(Precision):
         fail(f"names an unknown precision {s.precision!r}")
     if m.input_format not in INPUT_FORMATS:
         fail(f"names an unknown input format {m.input_format!r}")

@@ -124,9 +124,9 @@ def machine_facts() -> MachineFacts:
 def backend_status(name: str, facts: MachineFacts | None = None) -> BackendStatus:
     """Whether this machine can run backend ``name``, and when not, what is missing and how to fix it."""
     if name not in BACKENDS:
-        from rtresnet.errors import RtresnetError
+        from rtresnet.errors import UsageError
 
-        raise RtresnetError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")
+        raise UsageError(f"unknown backend {name!r}; use one of {', '.join(BACKENDS)}")
     backend, facts = BACKENDS[name], facts or machine_facts()
     if backend.runtime == "torch":
         return _torch(name, facts) if backend.device == "cpu" else _torch_cuda(name, facts)

@@ -137,7 +137,7 @@ def test_cli_rejects_bad_input():
     r = runner.invoke(main, [*TINY, "--min-top1", "0.9"])
     assert r.exit_code == 1 and "did you mean 90" in r.stderr
     r = runner.invoke(main, [*TINY, "--backends", "torch,onnxruntime-int4"])
-    assert r.exit_code == 1 and "unknown backend onnxruntime-int4" in r.stderr
+    assert r.exit_code == 2 and "unknown backend onnxruntime-int4" in r.stderr  # usage error
     r = runner.invoke(main, ["bench", "--batch-sizes", "1,x", "--arch", "resnet18"])
     assert r.exit_code == 2 and "comma-separated integers" in r.output
     r = runner.invoke(main, ["bench"])

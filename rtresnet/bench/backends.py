@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rtresnet.errors import RtresnetError
+from rtresnet.errors import RtresnetError, UsageError
 from rtresnet.spec import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def parse_backends(names: str | list[str] | tuple[str, ...]) -> tuple[BackendSpe
         raise RtresnetError(f"no backends given; choose from {', '.join(BACKENDS)}")
     unknown = [n for n in items if n not in BACKENDS]
     if unknown:
-        raise RtresnetError(f"unknown backend {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
+        raise UsageError(f"unknown backend {', '.join(unknown)}; choose from {', '.join(BACKENDS)}")
     if len(set(items)) != len(items):
         raise RtresnetError(f"a backend is listed twice in {', '.join(items)}")
     return tuple(BACKENDS[n] for n in items)

@@ -12,6 +12,10 @@ import click
 from rtresnet import __version__
 from rtresnet.errors import RtresnetError
 
+# Flags of the group that may also be given after the command name.
+GLOBAL_FLAGS = ("--debug", "-v", "--verbose", "-q", "--quiet")
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report it
+
 # name -> "module:attribute"; each module is a thin adapter over one library function.
 COMMANDS = {
     "models": "rtresnet.cli.models_cmd:models",
@@ -38,6 +42,26 @@ class LazyGroup(click.Group):
         module, attr = COMMANDS[name].split(":")
         return getattr(importlib.import_module(module), attr)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self._hoist_global_flags(ctx, list(args)))
+
+    def _hoist_global_flags(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """`rtresnet export --debug ...` means `rtresnet --debug export ...`: global flags given after the command
+        move before it, unless that command has an option of the same name."""
+        i = next((k for k, a in enumerate(args) if not a.startswith("-")), None)
+        if i is None or args[i] not in COMMANDS:
+            return args
+        end = args.index("--") if "--" in args[i:] else len(args)
+        try:
+            own = {o for p in self.get_command(ctx, args[i]).params for o in (*p.opts, *p.secondary_opts)}
+        except Exception:  # a command that cannot import reports that itself when invoked
+            own = set()
+        moved = [a for a in args[i + 1:end] if a in GLOBAL_FLAGS and a not in own]
+        if not moved:
+            return args
+        rest = [a for a in args[i + 1:end] if a not in moved]
+        return args[:i] + moved + [args[i]] + rest + args[end:]
+
     def main(self, *args, **kwargs):
         """Click's usage errors, like ours, become one `error:` line (click prints a three-line block)."""
         if not kwargs.get("standalone_mode", True):
@@ -52,14 +76,21 @@ class LazyGroup(click.Group):
         except click.ClickException as e:
             click.echo(f"error: {e.format_message()}", err=True)
             sys.exit(e.exit_code)
-        except click.exceptions.Abort:
-            click.echo("error: aborted", err=True)
-            sys.exit(1)
+        except click.exceptions.Abort as e:  # click turns Ctrl-C (KeyboardInterrupt) into Abort
+            interrupted = isinstance(e.__context__, KeyboardInterrupt)
+            click.echo("error: interrupted" if interrupted else "error: aborted", err=True)
+            sys.exit(INTERRUPTED_EXIT_CODE if interrupted else 1)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            sys.exit(INTERRUPTED_EXIT_CODE)
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context):
+        from rtresnet import steps
+
         try:
-            return super().invoke(ctx)
+            with steps.record() as times:
+                rv = super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except Exception as e:  # one line for users; the traceback only with --debug
@@ -69,15 +100,19 @@ class LazyGroup(click.Group):
             click.echo(f"error: {msg}".splitlines()[0], err=True)
             if not isinstance(e, RtresnetError):
                 click.echo("(unexpected error; run with --debug for the traceback)", err=True)
-            ctx.exit(1)
+            ctx.exit(getattr(e, "exit_code", 1))
+        if ctx.invoked_subcommand and not (ctx.obj or {}).get("quiet"):
+            logging.getLogger("rtresnet.cli").info("%s", times.summary())
+        return rv
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rtresnet")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logs (without tracebacks).")
+@click.option("-q", "--quiet", is_flag=True, help="Only results, warnings and errors.")
 @click.pass_context
-def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
+def main(ctx: click.Context, debug: bool, verbose: bool, quiet: bool) -> None:
     """Deploy ResNet classifiers: PyTorch -> verified ONNX -> FP16/INT8 engines -> benchmarks.
 
     \b
@@ -88,9 +123,10 @@ def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    ctx.obj["quiet"] = quiet and not (debug or verbose)
     from rtresnet.cli.ui import setup_logging
 
-    setup_logging(logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO)
+    setup_logging(logging.DEBUG if debug or verbose else logging.WARNING if quiet else logging.INFO)
 
 
 def run() -> None:  # console-script entry point

@@ -1,22 +1,49 @@
-"""Terminal output shared by the commands: rich logging on stderr, tables and progress bars."""
+"""Terminal output shared by the commands: the library's log records on stderr, tables and progress bars."""
 
 from __future__ import annotations
 
 import logging
 
+import click
 from rich.console import Console
-from rich.logging import RichHandler
 
 stderr = Console(stderr=True)
 stdout = Console()
 
+_PREFIX = {logging.DEBUG: "debug: ", logging.WARNING: "warning: ", logging.ERROR: "error: ",
+           logging.CRITICAL: "error: "}
+_COLOR = {logging.WARNING: "yellow", logging.ERROR: "red", logging.CRITICAL: "red", logging.DEBUG: "bright_black"}
+
+
+class _EchoHandler(logging.Handler):
+    """One style for every message (`warning: ...` as the commands print their own), each text once per process,
+    never wrapped: piped logs keep one record per line. click.echo finds the current stderr at every call (so
+    CliRunner captures it) and drops the colour when stderr is not a terminal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = _PREFIX.get(record.levelno, "") + self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        if record.levelno >= logging.WARNING:
+            if text in self.seen:  # the same warning from a second build or bench row says nothing new
+                return
+            self.seen.add(text)
+        color = _COLOR.get(record.levelno)
+        click.echo(click.style(text, fg=color) if color else text, err=True)
+
 
 def setup_logging(level: int) -> None:
-    """Route the library's `logging` records (logger "rtresnet") to stderr through rich."""
+    """Route the library's `logging` records (logger "rtresnet") to stderr."""
     logger = logging.getLogger("rtresnet")
     for h in list(logger.handlers):
         logger.removeHandler(h)
-    handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False, markup=False)
+    handler = _EchoHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(level)

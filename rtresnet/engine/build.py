@@ -26,7 +26,7 @@ from rtresnet.engine.request import (
     rebuild_command,
     resolve_batches,
 )
-from rtresnet.errors import RtresnetError
+from rtresnet.errors import RtresnetError, UsageError
 from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
 from rtresnet.sidecar import Sidecar, read_sidecar, sidecar_path, write_sidecar
 from rtresnet.spec import ModelInfo, TensorSpec, graph_io, read_model_info
@@ -56,7 +56,7 @@ def resolve_backend(backend: str) -> Target:
     """The engine backend a build uses (``auto``: TensorRT where it and a GPU exist, else onnxruntime) and what its
     engine binds to on this machine."""
     if backend != "auto" and backend not in ENGINE_KINDS:
-        raise RtresnetError(f"unknown backend {backend!r}; use one of auto, {', '.join(ENGINE_KINDS)}")
+        raise UsageError(f"unknown backend {backend!r}; use one of auto, {', '.join(ENGINE_KINDS)}")
     trt = backend_status("tensorrt") if backend in ("auto", "tensorrt") else None
     if backend == "tensorrt" and not trt:
         raise RtresnetError(f"--backend tensorrt needs TensorRT and a CUDA GPU, but {trt.detail}; "

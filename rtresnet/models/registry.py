@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from rtresnet.errors import RtresnetError
+from rtresnet.errors import RtresnetError, UsageError
 
 if TYPE_CHECKING:  # torch loads only when a model is built: `rtresnet models` needs none
 
@@ -71,7 +71,7 @@ def get_arch(name: str) -> ArchSpec:
     except KeyError:
         close = difflib.get_close_matches(name, list(_ARCHS), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise RtresnetError(f"unknown architecture {name!r}{hint} (known: {', '.join(list_models())})") from None
+        raise UsageError(f"unknown architecture {name!r}{hint} (known: {', '.join(list_models())})") from None
 
 
 @dataclass(frozen=True)

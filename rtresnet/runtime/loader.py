@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rtresnet.backends import RUNTIMES, engine_runner
-from rtresnet.errors import RtresnetError
+from rtresnet.errors import RtresnetError, UsageError
 from rtresnet.runtime.base import Runner
 from rtresnet.sidecar import read_sidecar, sidecar_path
 from rtresnet.spec import ModelInfo, Preprocessing, resolve_preprocessing
@@ -61,7 +61,7 @@ def load(path_or_arch: str | Path, *, backend: str | None = None, device: str | 
             print(runner.predict(["cat.jpg"], topk=3))
     """
     if backend is not None and backend not in BACKENDS:
-        raise RtresnetError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        raise UsageError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)}")
     target = Path(path_or_arch)
     if target.is_file():
         return _load_file(target, backend, device, options)

@@ -28,6 +28,7 @@ COMMANDS = {
     "serve": "rtresnet.cli.serve_cmd:serve",
     "export-triton": "rtresnet.cli.export_triton_cmd:export_triton",
     "loadtest": "rtresnet.cli.loadtest_cmd:loadtest",
+    "inspect": "rtresnet.cli.inspect_cmd:inspect_cmd",
 }
 
 

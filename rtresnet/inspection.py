@@ -384,7 +384,7 @@ def format_report(report: ModelReport, *, wide: bool = False, width: int | None 
         title += f" (float part {g.float_precision})"
     lines.append(title)
     row("file", str(r.path))
-    row("size", f"{r.size_bytes / 2**20:.1f} MiB ({r.size_bytes} bytes)")
+    row("size", f"{_size_text(r.size_bytes)} ({r.size_bytes} bytes)")
     row("sha256", r.sha256)
     if m is not None:
         weights = m.weights or "none recorded (random init)"
@@ -460,8 +460,13 @@ def format_report(report: ModelReport, *, wide: bool = False, width: int | None 
             lines.append("  build command")
             lines.extend(_shell_lines(command, width, indent=4))
     if r.runnable is not None:
-        lines.append(f"runs here: {'yes' if r.runnable else 'no'}, {r.runnable.detail}")
+        lines.extend(textwrap.wrap(f"runs here: {'yes' if r.runnable else 'no'}, {r.runnable.detail}", width,
+                                   subsequent_indent="  ", break_long_words=False, break_on_hyphens=False))
     return "\n".join(lines)
+
+
+def _size_text(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
 
 def _shell_lines(command: str, width: int, indent: int) -> list[str]:

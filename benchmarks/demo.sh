@@ -17,8 +17,7 @@ step "2/9 model zoo: rtresnet models"
 rtresnet models
 
 step "3/9 digits ResNet-18 (1 input channel, 10 classes): train once, cached in \$RTRESNET_HOME; 8 held-out digits as PNG"
-CKPT=$(python -m rtresnet.data.digits "$OUT/digits" 8)
-python -c 'from rtresnet.data.digits import digits_labels; print("\n".join(digits_labels()))' > "$OUT/digits_labels.txt"
+CKPT=$(rtresnet digits --images "$OUT/digits" --count 8 --labels "$OUT/digits_labels.txt")
 echo "checkpoint: $CKPT"
 
 step "4/9 export: verified FP32 ONNX with preprocessing and labels in its metadata"

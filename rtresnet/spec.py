@@ -211,3 +211,19 @@ def graph_io(graph) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:  #
     initializers = {t.name for t in graph.initializer}
     inputs = tuple(TensorSpec.from_value_info(v) for v in graph.input if v.name not in initializers)
     return inputs, tuple(TensorSpec.from_value_info(v) for v in graph.output)
+
+
+def read_labels(path: str | Path) -> tuple[str, ...]:
+    """Class names, one per line (trailing blank lines ignored)."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise RtresnetError(f"cannot read labels file {path} ({type(e).__name__}); give a UTF-8 text file with "
+                            "one class name per line") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    labels = tuple(line.strip() for line in lines)
+    if "" in labels:
+        raise RtresnetError(f"labels file {path} has an empty line {labels.index('') + 1}; one class name per line")
+    return labels

@@ -197,3 +197,27 @@ def test_usage_errors(env):
     assert result.exit_code == 1 and result.stderr.strip() == f"error: model file not found: {env.root / 'absent.onnx'}"
     result = cli("predict", "--help")
     assert result.exit_code == 0 and "Example:" in result.output and "rtresnet predict" in result.output
+
+
+def test_labels_file_names_the_classes(env, all_probs, tmp_path):
+    names = [f"organ-{i}" for i in range(10)]
+    (tmp_path / "classes.txt").write_text("\n".join(names) + "\n")
+    result = cli("predict", env.onnx, env.img / "rgb.png", "--labels", tmp_path / "classes.txt", "--json",
+                 "--topk", "10")
+    assert result.exit_code == 0, result.output
+    preds = json.loads(result.stdout)[0]["predictions"]
+    assert [p["label"] for p in preds] == [names[p["index"]] for p in preds]  # the file's names, same classes
+    np.testing.assert_allclose(json_probs(result)["rgb.png"], all_probs["rgb.png"], atol=1e-6)
+    (tmp_path / "three.txt").write_text("a\nb\nc\n")
+    result = cli("predict", env.onnx, env.img / "rgb.png", "--labels", tmp_path / "three.txt")
+    assert result.exit_code == 1 and result.stderr.strip().splitlines()[0] == \
+        "error: 3 labels for a 10-class model; give exactly one per class"
+
+
+def test_arch_name_takes_a_non_square_input_size(env):
+    result = cli("predict", "resnet18", env.img / "rgb.png", "--weights", env.ckpt, "--num-classes", "10",
+                 "--input-size", "48", "64", "--json", "--topk", "3")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)[0]["predictions"]) == 3
+    result = cli("predict", "resnet18", env.img / "rgb.png", "--weights", env.ckpt, "--input-size", "48", "x")
+    assert result.exit_code != 0 and "error:" in result.stderr

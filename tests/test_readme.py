@@ -29,3 +29,21 @@ def test_quickstart_runs(tmp_path):
     assert len(list((tmp_path / "digit_pngs").glob("*.png"))) == 4
     assert (tmp_path / "digits_int8.onnx.json").is_file()
     assert "onnxruntime" in result.stdout
+
+
+def test_digits_figure_of_this_machine_lies_in_the_range_the_readme_states():
+    """README item: a fresh training's top-1 varies by CPU; the README gives the range and this machine's
+    checkpoint (trained once per test session) must fall in it."""
+    from click.testing import CliRunner
+
+    from rtresnet.cli import main
+    from rtresnet.data.digits import checkpoint_top1, digits_checkpoint
+
+    match = re.search(r"fresh trainings score between ([\d.]+) and ([\d.]+) %", " ".join(README.read_text().split()))
+    assert match, "README.md does not say how much the digits top-1 varies between machines"
+    low, high = float(match.group(1)), float(match.group(2))
+    top1 = 100 * checkpoint_top1(digits_checkpoint())
+    assert low <= top1 <= high, f"this machine's digits checkpoint scores {top1:.2f} %, outside {low}..{high} %"
+    result = CliRunner().invoke(main, ["digits"])  # prints the checkpoint and its own figure
+    assert result.exit_code == 0 and result.stdout.strip() == str(digits_checkpoint())
+    assert f"held-out top-1 {top1:.2f} %" in result.stderr

@@ -19,6 +19,7 @@ INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, as shells report it
 # name -> "module:attribute"; each module is a thin adapter over one library function.
 COMMANDS = {
     "models": "rtresnet.cli.models_cmd:models",
+    "digits": "rtresnet.cli.digits_cmd:digits",
     "doctor": "rtresnet.cli.doctor_cmd:doctor",
     "export": "rtresnet.cli.export_cmd:export",
     "quantize": "rtresnet.cli.quantize_cmd:quantize",
@@ -50,7 +51,7 @@ class LazyGroup(click.Group):
         """`rtresnet export --debug ...` means `rtresnet --debug export ...`: global flags given after the command
         move before it, unless that command has an option of the same name."""
         i = next((k for k, a in enumerate(args) if not a.startswith("-")), None)
-        if i is None or args[i] not in COMMANDS:
+        if i is None or (args[i] not in COMMANDS and args[i] not in self.commands):
             return args
         end = args.index("--") if "--" in args[i:] else len(args)
         try:

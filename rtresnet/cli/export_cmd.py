@@ -120,6 +120,5 @@ def _report(result) -> None:
         lines.append(f"  max batch {result.max_batch}")
     v = result.verification
     lines.append(f"  verified {v.summary()}" if v is not None else "  verified no (--no-verify)")
-    lines.append(f"  took     {result.seconds:.1f} s")
     for line in lines:
         stdout.print(line, highlight=False, markup=False, soft_wrap=True)

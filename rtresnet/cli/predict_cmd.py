@@ -10,7 +10,14 @@ import click
 BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")
 
 
-@click.command()
+class _PredictCommand(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        from rtresnet.cli.export_cmd import join_multi_values
+
+        return super().parse_args(ctx, join_multi_values(args))  # --input-size H W
+
+
+@click.command(cls=_PredictCommand)
 @click.argument("model")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-k", "--topk", default=5, show_default=True, type=click.IntRange(min=1), help="Classes per image.")
@@ -22,13 +29,16 @@ BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")
 @click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Arch name only: classifier size.")
 @click.option("--in-channels", type=click.IntRange(min=1), default=3, show_default=True,
               help="Arch name only: input channels (1 for grayscale models).")
-@click.option("--input-size", type=click.IntRange(min=1), default=None, help="Arch name only: square input size.")
+@click.option("--input-size", "input_size", metavar="N | H W", default=None,
+              help="Arch name only: input height and width.")
+@click.option("--labels", "labels_file", metavar="FILE", default=None,
+              help="Class names, one per line (one per class), instead of the model's own.")
 @click.option("--threads", type=click.IntRange(min=0), default=None, help="onnxruntime intra-op threads.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Images per inference call.")
 def predict(model: str, images: tuple[Path, ...], topk: int, as_json: bool, backend: str, device: str | None,
-            weights: str | None, num_classes: int | None, in_channels: int, input_size: int | None,
-            threads: int | None, batch_size: int) -> None:
+            weights: str | None, num_classes: int | None, in_channels: int, input_size: str | None,
+            labels_file: str | None, threads: int | None, batch_size: int) -> None:
     """Print the top-k labels and probabilities for each IMAGE (files or folders).
 
     MODEL is an exported .onnx, an engine with its sidecar (.engine/.plan, or an onnxruntime engine), or an
@@ -39,6 +49,7 @@ def predict(model: str, images: tuple[Path, ...], topk: int, as_json: bool, back
     Example:
       rtresnet predict engines/resnet50.int8.engine cat.jpg dog.png --topk 3
       rtresnet predict resnet50 --weights IMAGENET1K_V2 photos/ --json
+      rtresnet predict model.onnx scan.png --labels classes.txt
     """
     from rtresnet.errors import RtresnetError
     from rtresnet.runtime import load, predict_files
@@ -58,11 +69,20 @@ def predict(model: str, images: tuple[Path, ...], topk: int, as_json: bool, back
                             f"IMAGENET1K_V2, or a checkpoint file)")
     else:
         options.update(weights=weights, num_classes=num_classes, in_channels=in_channels, input_size=input_size)
+    if input_size is not None:
+        from rtresnet.export import parse_input_size  # imports torch: only for an arch name
+
+        options["input_size"] = parse_input_size(input_size)
+    labels = None
+    if labels_file is not None:
+        from rtresnet.spec import read_labels
+
+        labels = read_labels(labels_file)
     paths = expand_paths(images)
     if not paths:
         raise RtresnetError(f"no image files found in {', '.join(str(p) for p in images)}")
     with load(model, backend=None if backend == "auto" else backend, device=device, **options) as runner:
-        results = predict_files(runner, paths, topk=topk, batch_size=batch_size)
+        results = predict_files(runner, paths, topk=topk, batch_size=batch_size, labels=labels)
 
     failed = [r for r in results if not r.ok]
     if as_json:

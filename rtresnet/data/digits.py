@@ -134,8 +134,12 @@ def digits_checkpoint(cache_dir: str | Path | None = None) -> Path:
     from safetensors.torch import save_file
 
     from rtresnet.fileutil import atomic_path
+    from rtresnet.steps import step
 
-    model, accuracy, seconds = train_digits()
+    log.info("training the digits %s once (%d epochs, about a minute on 2 cores; cached in %s)", DIGITS_ARCH,
+             RECIPE["epochs"], folder)
+    with step("train"):
+        model, accuracy, seconds = train_digits()
     log.info("trained digits %s in %.1f s: held-out top-1 %.2f%% -> %s", DIGITS_ARCH, seconds,
              100 * accuracy, path)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
@@ -143,6 +147,15 @@ def digits_checkpoint(cache_dir: str | Path | None = None) -> Path:
         save_file(state, str(tmp), metadata={"recipe": json.dumps(RECIPE, sort_keys=True),
                                              "test_top1": f"{accuracy:.4f}"})
     return path
+
+
+def checkpoint_top1(path: str | Path) -> float | None:
+    """The held-out top-1 (0..1) recorded when the checkpoint was trained, or None if it has none."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as f:
+        value = (f.metadata() or {}).get("test_top1")
+    return float(value) if value is not None else None
 
 
 def _shift(x, max_shift: int, gen):
@@ -181,24 +194,31 @@ def train_digits(recipe: dict | None = None):
                                                 steps_per_epoch=steps_per_epoch)
     loss_fn = torch.nn.CrossEntropyLoss()
     model.train()
-    for _ in track(range(r["epochs"]), total=r["epochs"], description="training digits ResNet-18"):
-        order = torch.randperm(len(x_train), generator=gen)
-        for i in range(0, len(order), r["batch"]):
-            idx = order[i:i + r["batch"]]
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(_shift(x_train[idx], r["shift_augment"], gen)), y_train[idx])
-            loss.backward()
-            opt.step()
-            sched.step()
+
+    def batches():  # one progress step per batch, so the bar moves during the first epoch too
+        for _ in range(r["epochs"]):
+            order = torch.randperm(len(x_train), generator=gen)
+            for i in range(0, len(order), r["batch"]):
+                yield order[i:i + r["batch"]]
+
+    for idx in track(batches(), total=r["epochs"] * steps_per_epoch, description="training digits ResNet-18"):
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(_shift(x_train[idx], r["shift_augment"], gen)), y_train[idx])
+        loss.backward()
+        opt.step()
+        sched.step()
     model.eval()
     with torch.no_grad():
         accuracy = float((model(x_test).argmax(1) == y_test).float().mean())
     return model, accuracy, time.perf_counter() - start
 
 
-if __name__ == "__main__":  # `python -m rtresnet.data.digits [IMAGE_DIR N]`: for scripts such as `make demo`
+if __name__ == "__main__":  # `python -m rtresnet.data.digits [IMAGE_DIR N]`; `rtresnet digits` is the command
     import sys
 
+    from rtresnet.cli.ui import setup_logging
+
+    setup_logging(logging.INFO)  # training takes a minute: say so
     if len(sys.argv) == 3:
         write_digit_images(sys.argv[1], int(sys.argv[2]))
     sys.stdout.write(f"{digits_checkpoint()}\n")

@@ -8,8 +8,8 @@ from rtresnet.export.exporter import (
     export_onnx,
     make_preprocessing,
     parse_input_size,
-    read_labels,
 )
+from rtresnet.spec import read_labels  # shared with predict, which must not import torch
 
 __all__ = ["DEFAULT_OPSET", "ExportResult", "check_input_size", "ensure_onnx", "export_onnx", "make_preprocessing",
            "parse_input_size", "read_labels"]

@@ -38,6 +38,7 @@ from rtresnet.spec import (
     resolve_preprocessing,
     write_model_info,
 )
+from rtresnet.steps import step
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | P
                             "use the float-nchw format for other channel counts")
     path = _output_path(arch, output, input_format)
 
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), step("load weights"):
         torch.manual_seed(INIT_SEED)
         loaded = load_model(arch, weights=weights, num_classes=num_classes, in_channels=in_channels,
                             reset_head=reset_head)
@@ -103,14 +104,15 @@ def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | P
                                                                                   loaded.num_classes),
                      max_batch=max_batch, rtresnet_version=__version__)
 
-    module = fuse_batchnorm(loaded.model)
-    if input_format != "float-nchw":
-        module = Uint8Input(module, prep, bgr=input_format == "uint8-nhwc-bgr").eval()
-    # Trace at batch 2 when dynamic so no size-1 broadcasting gets baked into the graph.
-    example = torch.zeros(info.input_shape(batch or 2), dtype=torch.float32 if input_format == "float-nchw"
-                          else torch.uint8)
-    model = trace_to_onnx(module, example, opset=opset, dynamic_batch=batch is None)
-    write_model_info(model, info)
+    with step("export"):
+        module = fuse_batchnorm(loaded.model)
+        if input_format != "float-nchw":
+            module = Uint8Input(module, prep, bgr=input_format == "uint8-nhwc-bgr").eval()
+        # Trace at batch 2 when dynamic so no size-1 broadcasting gets baked into the graph.
+        example = torch.zeros(info.input_shape(batch or 2), dtype=torch.float32 if input_format == "float-nchw"
+                              else torch.uint8)
+        model = trace_to_onnx(module, example, opset=opset, dynamic_batch=batch is None)
+        write_model_info(model, info)
 
     comparison = None
     path.parent.mkdir(parents=True, exist_ok=True)  # only the default folder can be missing here
@@ -120,9 +122,11 @@ def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | P
         sha256 = hashlib.sha256(data).hexdigest()  # of the bytes just written: no read-back of up to 500 MB
         del data  # not held through verification
         # On the file, not the proto: the Python API would copy the weights to check them.
-        onnx.checker.check_model(str(tmp), full_check=True)
+        with step("check"):
+            onnx.checker.check_model(str(tmp), full_check=True)
         if verify:
-            comparison = verify_onnx(tmp, loaded.model, info, verification_batches(batch, max_batch))
+            with step("verify"):
+                comparison = verify_onnx(tmp, loaded.model, info, verification_batches(batch, max_batch))
             if not comparison:
                 raise RtresnetError(f"exported ONNX does not match PyTorch: {comparison.summary()}; nothing was "
                                     "written (run with --debug for the details)")
@@ -171,22 +175,6 @@ def make_preprocessing(in_channels: int, input_size: int | Sequence[int], *, res
                             f"{resize}); pass --resize {max(size)} or more, or leave it out")
     return dataclasses.replace(base, resize=resize or base.resize, mean=tuple(float(m) for m in mean or base.mean),
                                std=tuple(float(s) for s in std or base.std))
-
-
-def read_labels(path: str | Path) -> tuple[str, ...]:
-    """Class names, one per line (trailing blank lines ignored)."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise RtresnetError(f"cannot read labels file {path} ({type(e).__name__}); give a UTF-8 text file with "
-                            "one class name per line") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    labels = tuple(line.strip() for line in lines)
-    if "" in labels:
-        raise RtresnetError(f"labels file {path} has an empty line {labels.index('') + 1}; one class name per line")
-    return labels
 
 
 def _resolve_labels(given: Sequence[str] | None, from_weights: tuple[str, ...], num_classes: int) -> tuple[str, ...]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +41,17 @@ def expand_paths(paths: Sequence[str | Path]) -> list[Path]:
     return out
 
 
-def predict_files(runner: Runner, paths: Sequence[str | Path], *, topk: int = 5,
-                  batch_size: int = 32) -> list[ImageResult]:
-    """Top-``topk`` predictions for each image file, in order; undecodable files get an ``error`` instead."""
+def predict_files(runner: Runner, paths: Sequence[str | Path], *, topk: int = 5, batch_size: int = 32,
+                  labels: Sequence[str] | None = None) -> list[ImageResult]:
+    """Top-``topk`` predictions for each image file, in order; undecodable files get an ``error`` instead.
+
+    ``labels`` (one per class) name the classes instead of the model's own labels.
+    """
     if topk < 1 or batch_size < 1:
         raise RtresnetError(f"topk and batch_size must be at least 1, got {topk} and {batch_size}")
+    classes = runner.info.num_classes
+    if labels is not None and len(labels) != classes:
+        raise RtresnetError(f"{len(labels)} labels for a {classes}-class model; give exactly one per class")
     prep = runner.info.preprocessing
     results: list[ImageResult | None] = [None] * len(paths)
     pending: list[tuple[int, np.ndarray]] = []
@@ -53,6 +59,8 @@ def predict_files(runner: Runner, paths: Sequence[str | Path], *, topk: int = 5,
     def flush() -> None:
         batch = pixels_to_input(np.stack([px for _, px in pending]), runner.info)
         for (i, _), preds in zip(pending, runner.predict(batch, topk=topk), strict=True):
+            if labels is not None:
+                preds = [replace(p, label=labels[p.index]) for p in preds]
             results[i] = ImageResult(str(paths[i]), tuple(preds))
         pending.clear()
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from rtresnet.errors import RtresnetError, UsageError
+from rtresnet.errors import UsageError
 
 if TYPE_CHECKING:  # torch loads only when a model is built: `rtresnet models` needs none
 

@@ -32,7 +32,7 @@ class Sidecar:
     build_seconds: float
     built_at: str                       # ISO 8601 UTC
     flags: dict                         # every build option that changes the engine (cache key part)
-    calibration: dict | None = None     # {"method", "cache_key", "target"} for INT8
+    calibration: dict | None = None     # INT8: method, target, settings, data source and fingerprint, cache key
     tensorrt_version: str | None = None
     cuda_version: str | None = None
     gpu: dict | None = None             # {"name", "compute_capability"}
@@ -41,6 +41,10 @@ class Sidecar:
     cpu: dict | None = None             # {"model", "isa": [...]}
     rtresnet_version: str = ""
     extra: dict = field(default_factory=dict)
+    # Added without a schema version change (older sidecars read with these defaults; readers ignore what they
+    # do not know, cpp/src/sidecar.cpp included):
+    source: dict | None = None          # the ONNX `build` was given: {"path", "sha256", "precision", "converter"}
+    verification: dict | None = None    # FP16/INT8 graph vs that source: cosine, top-1 agreement, samples...
 
     def to_json(self) -> str:
         d = asdict(self)

@@ -115,7 +115,6 @@ def test_cache_hit_miss_and_force(onnx_model, tmp_path, logs):
     built_at = out.stat().st_mtime_ns
     again = build_engine(onnx_model, backend="onnxruntime", max_batch=4, output=out)
     assert again.cache_hit and again.sidecar == first.sidecar and out.stat().st_mtime_ns == built_at
-    assert "engine cache hit" in logs.text
     other = build_engine(onnx_model, backend="onnxruntime", max_batch=2, output=out)  # another profile: miss
     assert not other.cache_hit and other.sidecar.profile["max_batch"] == 2
     forced = build_engine(onnx_model, backend="onnxruntime", max_batch=2, output=out, force=True)
@@ -140,13 +139,15 @@ def test_cache_miss_when_the_onnx_changes(onnx_model, tmp_path):
 
 def test_default_name_describes_the_engine(onnx_model, tmp_path, monkeypatch, no_tensorrt, logs):
     monkeypatch.chdir(tmp_path)
-    art = build_engine(onnx_model, max_batch=4)  # auto -> onnxruntime here, said in the log
+    logs.set_level("DEBUG", logger="rtresnet")
+    art = build_engine(onnx_model, max_batch=4, opt_batch=2)  # auto -> onnxruntime here, said at debug level
     import onnxruntime as ort
 
     ver = ".".join(ort.__version__.split(".")[:2])
-    assert art.path == Path("engines") / f"r18_fp32_b1-4_ort{ver}_cpu.onnx"  # named after the ONNX file
+    assert art.path == Path("engines") / f"r18_fp32_b1-4_opt2_ort{ver}_cpu.onnx"  # named after the ONNX file
     assert (tmp_path / art.path).is_file() and sidecar_path(tmp_path / art.path).is_file()
-    assert "TensorRT is not installed" in logs.text and "rtresnet[gpu]" in logs.text
+    assert [r.levelname for r in logs.records if "TensorRT is not installed" in r.message] == ["DEBUG"]
+    assert "rtresnet[gpu]" in logs.text
 
 
 def test_two_models_of_one_arch_get_two_default_engines(onnx_model, tmp_path, monkeypatch, no_tensorrt):
@@ -317,16 +318,16 @@ def test_killed_build_leaves_no_engine_and_no_stale_sidecar(onnx_model, tmp_path
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_precision_stage_runs_before_the_build(onnx_model, tmp_path, precision):
-    import shutil
-
-    source = tmp_path / "r18.onnx"  # the precision stage writes beside its input: keep it in this test's folder
-    shutil.copy(onnx_model, source)
     calib = CalibrationSettings("synthetic", calib_size=16, calib_batch=8) if precision == "int8" else None
-    art = build_engine(source, precision=precision, backend="onnxruntime", max_batch=2,
+    art = build_engine(onnx_model, precision=precision, backend="onnxruntime", max_batch=2,
                        output=tmp_path / f"{precision}.onnx", calibration=calib)
     s = art.sidecar
-    assert s.precision == precision and s.model.precision == precision and art.onnx_path != source
+    assert s.precision == precision and s.model.precision == precision and art.onnx_path != onnx_model
     assert read_model_info(art.onnx_path).precision == precision
+    # the converted ONNX lies beside the engine, named by the scheme, and is listed
+    name = "r18_int8-entropy_cpu.onnx" if precision == "int8" else "r18_fp16.onnx"
+    assert art.intermediates == (tmp_path / name,) == (art.onnx_path,)
+    assert s.source["path"] == str(onnx_model) and s.verification["samples"] > 0
     if precision == "int8":  # onnxruntime engines get the CPU layout of the Q/DQ graph
         assert s.calibration["target"] == "cpu" and s.calibration["method"] == "entropy"
     else:
@@ -336,6 +337,142 @@ def test_precision_stage_runs_before_the_build(onnx_model, tmp_path, precision):
 
     with load(art.path) as runner:
         assert runner.infer(x).shape == (2, 10)
+
+
+def _photos(folder: Path, n: int, seed: int = 0) -> Path:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(folder / f"p{i}.png")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    return _photos(tmp_path_factory.mktemp("photos") / "photos", 6)
+
+
+def test_int8_cache_hit_skips_calibration_quantization_and_verification(onnx_model, photos, tmp_path, monkeypatch):
+    import shutil
+
+    data = shutil.copytree(photos, tmp_path / "photos")
+    settings = CalibrationSettings(data, calib_size=8, calib_batch=4)
+    kwargs = {"precision": "int8", "backend": "onnxruntime", "max_batch": 2, "output": tmp_path / "e.onnx"}
+    first = build_engine(onnx_model, calibration=settings, **kwargs)
+    cal = first.sidecar.calibration  # the source of the ranges: path, count and fingerprint of the files
+    assert cal["data"] == str(data) and cal["data_count"] == 6 and len(cal["data_fingerprint"]) == 16
+    assert cal["samples"] == 6 and cal["calib_size"] == 8
+    assert "--calib-data" in first.sidecar.extra["build_command"] and str(data) in first.sidecar.extra["build_command"]
+
+    def no_precision_stage(*args, **kw):
+        raise AssertionError("the precision stage ran on a cache hit")
+
+    with monkeypatch.context() as m:
+        m.setattr("rtresnet.precision.quantize_int8", no_precision_stage)
+        m.setattr("rtresnet.data.datasets.load_dataset", no_precision_stage)
+        hit = build_engine(onnx_model, calibration=settings, **kwargs)
+        assert hit.cache_hit and hit.sidecar == first.sidecar and hit.intermediates == first.intermediates
+        with pytest.raises(AssertionError, match="precision stage ran"):  # --force converts again
+            build_engine(onnx_model, calibration=settings, force=True, **kwargs)
+        # what changes the graph is in the key: other settings, or data that changed on disk
+        with pytest.raises(AssertionError, match="precision stage ran"):
+            build_engine(onnx_model, calibration=CalibrationSettings(data, calib_size=8, calib_batch=4, seed=1),
+                         **kwargs)
+        _photos(data, 1, seed=9)  # p0.png replaced by another image
+        with pytest.raises(AssertionError, match="precision stage ran"):
+            build_engine(onnx_model, calibration=settings, **kwargs)
+
+
+def test_a_cache_hit_is_judged_by_the_thresholds_of_this_build(onnx_model, tmp_path):
+    settings = CalibrationSettings("synthetic", calib_size=8, calib_batch=4)
+    kwargs = {"precision": "int8", "backend": "onnxruntime", "max_batch": 2, "output": tmp_path / "e.onnx",
+              "calibration": settings}
+    first = build_engine(onnx_model, **kwargs)
+    cosine = first.sidecar.verification["cosine_mean"]
+    with pytest.raises(RtresnetError, match="fails verification"):  # the recorded figures fail: rebuilt, refused
+        build_engine(onnx_model, min_cosine=min(1.0, cosine + 1e-6), **kwargs)
+    assert build_engine(onnx_model, min_cosine=cosine - 1e-3, **kwargs).cache_hit
+
+
+def test_intermediates_go_beside_the_engine_and_name_the_calibration(onnx_model, tmp_path):
+    import shutil
+
+    source = shutil.copy(onnx_model, tmp_path / "r18.onnx")
+    out = tmp_path / "out"
+    for method, engine in (("entropy", "eng.onnx"), ("minmax", "eng2.onnx")):
+        art = build_engine(source, precision="int8", backend="onnxruntime", max_batch=2, output=out / engine,
+                           calibration=CalibrationSettings("synthetic", method=method, calib_size=8, calib_batch=4))
+        assert art.intermediates == (out / f"r18_int8-{method}_cpu.onnx",)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "r18.onnx"]  # nothing beside the input
+    assert sorted(p.name for p in out.iterdir()) == ["eng.onnx", "eng.onnx.json", "eng2.onnx", "eng2.onnx.json",
+                                                     "r18_int8-entropy_cpu.onnx", "r18_int8-minmax_cpu.onnx"]
+    assert read_sidecar(out / "eng.onnx").onnx_sha256 != read_sidecar(out / "eng2.onnx").onnx_sha256
+
+
+def test_default_int8_engine_name_has_the_calibration_method(onnx_model, tmp_path, monkeypatch, no_tensorrt):
+    monkeypatch.chdir(tmp_path)
+    art = build_engine(onnx_model, precision="int8", max_batch=2,
+                       calibration=CalibrationSettings("synthetic", method="percentile", percentile=99.9,
+                                                       calib_size=8, calib_batch=4))
+    assert art.path.name.startswith("r18_int8-percentile99.9_b1-2_ort")
+    assert art.intermediates == (Path("engines") / "r18_int8-percentile99.9_cpu.onnx",)
+
+
+def test_engine_suffix_must_say_the_format(onnx_model, tmp_path):
+    with pytest.raises(RtresnetError, match=r"onnxruntime engines are ONNX models; name the file x\.onnx"):
+        build_engine(onnx_model, backend="onnxruntime", output=tmp_path / "x.engine")
+    r = CliRunner().invoke(main, ["build", str(onnx_model), "--device", "cpu", "-o", str(tmp_path / "x.engine")])
+    assert r.exit_code == 1 and r.output.count("\n") == 1 and "name the file x.onnx" in r.output
+    assert not list(tmp_path.iterdir())
+
+
+def test_device_picks_the_backend(onnx_model, tmp_path, no_tensorrt):
+    out = tmp_path / "e.onnx"
+    r = CliRunner().invoke(main, ["build", str(onnx_model), "--device", "cpu", "--max-batch", "2", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert read_sidecar(out).backend == "onnxruntime"
+    r = CliRunner().invoke(main, ["build", str(onnx_model), "--device", "cpu", "--backend", "tensorrt"])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "--device cpu builds onnxruntime engines" in r.output
+    r = CliRunner().invoke(main, ["build", str(onnx_model), "--device", "cuda", "-o", str(tmp_path / "e.engine")])
+    assert r.exit_code == 1 and r.output.startswith("error: --device cuda needs TensorRT and a CUDA GPU")
+
+
+def test_precision_flags_exclude_each_other_and_half_is_fp16(onnx_model, tmp_path):
+    r = CliRunner().invoke(main, ["build", str(onnx_model), "--fp16", "--int8", "-o", str(tmp_path / "e.onnx")])
+    assert r.exit_code == 2 and r.output == "error: --fp16 and --int8 exclude each other; give one precision\n"
+    assert not list(tmp_path.iterdir())
+    args = ["build", str(onnx_model), "--half", "--device", "cpu", "--max-batch", "2", "-o", str(tmp_path / "h.onnx")]
+    r = CliRunner(env={"COLUMNS": "100"}).invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert read_sidecar(tmp_path / "h.onnx").precision == "fp16"
+    done = r.stderr.strip().splitlines()[-1]
+    assert done.startswith("done in ") and "convert " in done and "verify " in done and "build " in done
+
+
+def test_default_int8_build_prints_a_short_result(onnx_model, photos, tmp_path, monkeypatch, no_tensorrt):
+    """Issue 15: a default INT8 build printed 7 stderr lines and 'max rel err'; a cache hit printed them all again."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner(env={"COLUMNS": "100"})
+    args = ["build", str(onnx_model), "--int8", "--calib-data", str(photos), "--max-batch", "2"]
+    miss = runner.invoke(main, args)
+    assert miss.exit_code == 0, miss.output
+    out = miss.stdout.splitlines()
+    assert [line.split(":")[0] for line in out] == ["engine", "sidecar", "onnx", "backend", "vs FP32", "cache"]
+    assert "cosine" in out[4] and "top-1 agreement" in out[4] and "max rel err" not in miss.output
+    assert out[5] == "cache:   miss (built now)"  # no engine-only seconds posing as the build's time
+    err = miss.stderr.splitlines()
+    assert err[0] == (f"warning: calibrating on all 6 samples of image folder {photos} (--calib-size 512 asks for "
+                      f"more)")  # one warning, no NVIDIA advice for the cpu target, no TensorRT notice
+    assert len(err) == 2 and err[1].startswith("done in ")
+    assert [part.split()[0] for part in err[1].split(": ")[1].split(", ")] == ["calibrate", "quantize", "verify",
+                                                                               "build"]
+    hit = runner.invoke(main, ["-q", *args])
+    assert hit.exit_code == 0 and hit.stderr == ""  # -q: no done line, and nothing converted to warn about
+    assert hit.stdout.splitlines()[4] == out[4] + " (recorded at build)"
+    assert hit.stdout.splitlines()[5].startswith("cache:   hit (built ")
+    assert runner.invoke(main, args).stderr.splitlines()[0].startswith("done in ")
 
 
 def test_cli_refuses_calibration_options_without_int8(onnx_model, tmp_path):

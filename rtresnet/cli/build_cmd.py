@@ -10,9 +10,11 @@ from rtresnet.cli.options import (
     CALIBRATION_KWARGS,
     VERIFY_KWARGS,
     calibration_options,
+    one_precision,
     refuse_given_without_int8,
     verification_options,
 )
+from rtresnet.engine.build import DEVICES
 from rtresnet.engine.request import BACKENDS, HARDWARE_COMPAT
 from rtresnet.errors import RtresnetError
 
@@ -36,14 +38,17 @@ def parse_size(text: str) -> int:
 @click.argument("model", required=False)
 @click.option("--arch", help="Export this architecture first instead of reading MODEL (e.g. resnet50).")
 @click.option("--weights", help="With --arch: a named weight (IMAGENET1K_V2) or a checkpoint file.")
-@click.option("--fp16", "precision", flag_value="fp16", help="Convert an FP32 ONNX to FP16, then build.")
-@click.option("--int8", "precision", flag_value="int8", help="Quantize (Q/DQ, calibrated) an FP32 ONNX, then build.")
-@click.option("--fp32", "precision", flag_value="fp32", default=True,
-              help="Build the graph in its own precision (an FP16/INT8 ONNX stays so).")
+@click.option("--fp16", "--half", "fp16", is_flag=True, help="Convert an FP32 ONNX to FP16, then build.")
+@click.option("--int8", is_flag=True, help="Quantize (Q/DQ, calibrated) an FP32 ONNX, then build.")
+@click.option("--fp32", is_flag=True,
+              help="Build the graph in its own precision (an FP16/INT8 ONNX stays so) [default].")
 @calibration_options  # shared with `rtresnet quantize`
 @verification_options
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto",
               help="auto: TensorRT where it and a CUDA GPU exist, onnxruntime otherwise.")
+@click.option("--device", type=click.Choice(tuple(DEVICES)),
+              help="Where the engine runs: cpu builds an onnxruntime engine, cuda a TensorRT one [default: from "
+                   "--backend].")
 @click.option("--min-batch", type=int, help="Smallest batch of the profile [default: 1, or the fixed batch].")
 @click.option("--opt-batch", type=int, help="Batch TensorRT tunes for [default: the max batch].")
 @click.option("--max-batch", type=int, help="Largest batch of the profile [default: 32, or the fixed batch].")
@@ -59,23 +64,33 @@ def parse_size(text: str) -> int:
 @click.option("--tf32", is_flag=True, help="Let FP32 layers use TF32 math on Ampere+ (faster, ~1e-3 rel. error).")
 @click.option("--force", is_flag=True, help="Rebuild even when a matching engine exists.")
 @click.option("-o", "--output",
-              help="Engine file [default: engines/<model>_<precision>_b<min>-<max>_<backend>.engine|.onnx].")
-def build(model, arch, weights, precision, backend, min_batch, opt_batch, max_batch, workspace, opt_level,
-          timing_cache, dla_core, gpu_fallback, hardware_compat, version_compat, tf32, force, output,
+              help="Engine file: .engine/.plan for TensorRT, .onnx for onnxruntime [default: engines/<model>_"
+                   "<precision>_b<min>-<max>_<backend>.engine|.onnx].")
+def build(model, arch, weights, fp16, int8, fp32, backend, device, min_batch, opt_batch, max_batch, workspace,
+          opt_level, timing_cache, dla_core, gpu_fallback, hardware_compat, version_compat, tf32, force, output,
           **calibration) -> None:
     """Build an engine (TensorRT plan or onnxruntime model) with a sidecar JSON from an ONNX model.
+
+    An engine whose sidecar matches the request (FP32 model, precision, calibration settings and data, batches,
+    versions) is reused without converting anything; --force rebuilds. File names follow one scheme:
+
+    \b
+      engines/r18_int8-entropy_cpu.onnx                 INT8 Q/DQ ONNX (beside the engine), for the cpu target
+      engines/r18_int8-entropy_b1-32_ort1.22_cpu.onnx   its onnxruntime engine (+ .json sidecar)
+      engines/r18_fp16_b1-32_trt10.16_sm90.engine       a TensorRT FP16 engine
 
     \b
     Examples:
       rtresnet build engines/resnet50.onnx --fp16 --backend tensorrt
       rtresnet build --arch resnet50 --weights IMAGENET1K_V2 --int8 --calib-data ./calib_images
-      rtresnet build model.onnx --backend onnxruntime --max-batch 8 -o engines/model_cpu.onnx
+      rtresnet build model.onnx --device cpu --max-batch 8 -o engines/model_cpu.onnx
     """
     from rtresnet.backends import engine_builder
     from rtresnet.cli.ui import stdout
     from rtresnet.engine import build_engine
     from rtresnet.precision import CalibrationSettings
 
+    precision = one_precision(fp16=fp16, int8=int8, fp32=fp32) or "fp32"
     verify = {k: calibration.pop(k) for k in VERIFY_KWARGS}
     if precision != "int8":
         refuse_given_without_int8(CALIBRATION_KWARGS)
@@ -85,7 +100,7 @@ def build(model, arch, weights, precision, backend, min_batch, opt_batch, max_ba
                             "add --fp16 or --int8")
     settings = CalibrationSettings(**{k: v for k, v in calibration.items() if v is not None}) \
         if precision == "int8" else None
-    artifact = build_engine(model, arch=arch, weights=weights, precision=precision, backend=backend,
+    artifact = build_engine(model, arch=arch, weights=weights, precision=precision, backend=backend, device=device,
                             min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                             workspace_bytes=parse_size(workspace), opt_level=opt_level, timing_cache=timing_cache,
                             dla_core=dla_core, gpu_fallback=gpu_fallback, hardware_compat=hardware_compat,
@@ -94,11 +109,23 @@ def build(model, arch, weights, precision, backend, min_batch, opt_batch, max_ba
     s = artifact.sidecar
     stdout.print(f"engine:  {artifact.path}", highlight=False)
     stdout.print(f"sidecar: {artifact.sidecar_path}", highlight=False)
+    for path in artifact.intermediates:
+        stdout.print(f"onnx:    {path} ({s.precision.upper()} ONNX the engine is built from)", highlight=False)
     where = engine_builder(s.backend).describe(s)
     stdout.print(f"backend: {where}; {s.precision}; batch {s.profile['min_batch']}-{s.profile['max_batch']}",
                  highlight=False)
+    if (figures := _accuracy(s)) is not None:  # on stdout: a result, kept by -q
+        stdout.print(f"vs FP32: {figures}{' (recorded at build)' if artifact.cache_hit else ''}", highlight=False)
     if artifact.cache_hit:
-        stdout.print(f"cache:   hit (built {s.built_at} in {s.build_seconds:.1f} s; --force rebuilds)",
-                     highlight=False)
-    else:
-        stdout.print(f"cache:   miss; built in {artifact.build_seconds:.1f} s", highlight=False)
+        stdout.print(f"cache:   hit (built {s.built_at}; --force rebuilds)", highlight=False)
+    else:  # the build's time is the closing `done in` line's: the engine step alone would understate it
+        stdout.print("cache:   miss (built now)", highlight=False)
+
+
+def _accuracy(sidecar) -> str | None:
+    """The recorded FP16/INT8 vs FP32 figures in one phrase (None for FP32 builds)."""
+    from rtresnet.compare import Tolerance
+    from rtresnet.precision.report import accuracy, recorded_comparison
+
+    recorded = recorded_comparison(sidecar.verification or {}, Tolerance())
+    return accuracy(recorded) if recorded is not None else None

@@ -43,6 +43,17 @@ def calibration_options(f):
 VERIFY_KWARGS = ("min_cosine", "min_agreement", "accept_mismatch")
 
 
+def one_precision(**given: bool) -> str | None:
+    """The precision flag given (``fp16=True`` for --fp16/--half...), None for none; two is a usage error (click's
+    flag_value options sharing one name would let the last one win silently)."""
+    from rtresnet.errors import UsageError
+
+    chosen = [name for name, on in given.items() if on]
+    if len(chosen) > 1:
+        raise UsageError(f"{' and '.join('--' + c for c in chosen)} exclude each other; give one precision")
+    return chosen[0] if chosen else None
+
+
 def verification_options(f):
     """How the FP16/INT8 result is judged against FP32 (shared by `quantize` and `build`)."""
     options = [

@@ -8,6 +8,7 @@ from rtresnet.backends import ENGINE_BACKENDS
 from rtresnet.cli.options import (
     CALIBRATION_KWARGS,
     calibration_options,
+    one_precision,
     refuse_given_without_int8,
     verification_options,
 )
@@ -16,8 +17,8 @@ from rtresnet.precision.int8 import TARGETS
 
 @click.command()
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--fp16", "precision", flag_value="fp16", help="Convert to FP16 (float32 inputs/outputs kept).")
-@click.option("--int8", "precision", flag_value="int8", help="Quantize to INT8 Q/DQ with calibration.")
+@click.option("--fp16", "--half", "fp16", is_flag=True, help="Convert to FP16 (float32 inputs/outputs kept).")
+@click.option("--int8", is_flag=True, help="Quantize to INT8 Q/DQ with calibration.")
 @click.option("--target", type=click.Choice(TARGETS),
               help="INT8 graph layout: TensorRT (symmetric S8) or onnxruntime CPU (U8 activations) "
                    "[default: from --backend, else cpu].")
@@ -27,15 +28,19 @@ from rtresnet.precision.int8 import TARGETS
 @click.option("--keep-fp32", multiple=True, metavar="NAME_OR_OPTYPE",
               help="With --fp16: keep this node or op type in FP32 (repeatable).")
 @click.option("--cache-dir", type=click.Path(file_okay=False),
-              help="Calibration cache folder [default: $RTRESNET_HOME/calib].")
+              help="Calibration ranges cache folder [default: $RTRESNET_HOME/calib].")
 @verification_options
 @click.option("--no-verify", is_flag=True, help="Skip the comparison with the FP32 model.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False),
-              help="Output .onnx [default: MODEL-fp16.onnx or MODEL-int8-<target>.onnx beside MODEL].")
-def quantize(model: str, precision: str | None, target: str | None, backend: str | None, keep_fp32: tuple[str, ...],
+              help="Output .onnx [default: beside MODEL, MODEL_fp16.onnx or MODEL_int8-<method>_<target>.onnx].")
+def quantize(model: str, fp16: bool, int8: bool, target: str | None, backend: str | None, keep_fp32: tuple[str, ...],
              cache_dir: str | None, min_cosine: float | None, min_agreement: float | None, accept_mismatch: bool,
              no_verify: bool, output: str | None, **calibration) -> None:
     """Put FP16 or INT8 (Q/DQ) precision into an FP32 rtresnet ONNX model.
+
+    \b
+    Writes engines/resnet50_fp16.onnx, engines/resnet50_int8-entropy_tensorrt.onnx... (the naming scheme of
+    `rtresnet build --help`; the calibration method and target are in the name).
 
     \b
     Examples:
@@ -45,7 +50,9 @@ def quantize(model: str, precision: str | None, target: str | None, backend: str
     """
     from rtresnet.cli.ui import stdout
     from rtresnet.errors import RtresnetError
+    from rtresnet.precision.report import accuracy
 
+    precision = one_precision(fp16=fp16, int8=int8)
     if precision is None:
         raise RtresnetError("choose --fp16 or --int8")
     verify = {"verify": not no_verify, "min_cosine": min_cosine, "min_agreement": min_agreement,
@@ -76,4 +83,4 @@ def quantize(model: str, precision: str | None, target: str | None, backend: str
         stdout.print(f"int8: target {result.target}, {result.quantized_nodes} quantized nodes, method {result.method}, "
                      f"{result.calib_samples} samples; calibration {cal}", highlight=False)
     if result.comparison is not None:
-        stdout.print(f"vs FP32: {result.comparison.summary()}", highlight=False)
+        stdout.print(f"vs FP32: {accuracy(result.comparison)}", highlight=False)

@@ -1,8 +1,9 @@
 """Engine build: ONNX (FP32, FP16 or Q/DQ INT8) -> engine + sidecar.
 
-``build_engine`` resolves the request (backend, precision stage, batch profile), returns a cached engine when
-its sidecar matches, and otherwise builds: engine first (temp file + rename), sidecar last, so a killed build
-never leaves a partial engine or a sidecar that claims one.
+``build_engine`` resolves the request (backend, precision stage, calibration data, batch profile), returns a
+cached engine when its sidecar matches (before converting anything), and otherwise converts (FP16/INT8 ONNX beside
+the engine), then builds: engine first (temp file + rename), sidecar last, so a killed build never leaves a
+partial engine or a sidecar that claims one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rtresnet import environment
 from rtresnet.backends import ENGINE_KINDS, backend_status, engine_builder
 from rtresnet.engine.request import (
     ENGINE_DIR,
@@ -30,8 +32,10 @@ from rtresnet.errors import RtresnetError, UsageError
 from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
 from rtresnet.sidecar import Sidecar, read_sidecar, sidecar_path, write_sidecar
 from rtresnet.spec import ModelInfo, TensorSpec, graph_io, read_model_info
+from rtresnet.steps import step
 
 if TYPE_CHECKING:
+    from rtresnet.compare import Tolerance
     from rtresnet.precision import CalibrationSettings, PrecisionResult
 
 log = logging.getLogger(__name__)
@@ -44,28 +48,55 @@ class EngineArtifact:
     path: Path
     sidecar: Sidecar
     cache_hit: bool
-    build_seconds: float
-    onnx_path: Path
+    build_seconds: float  # the engine builder's own time (0.0 on a cache hit); steps.py times the whole command
+    onnx_path: Path  # the ONNX the engine was built from (the converted one for --fp16/--int8)
+    intermediates: tuple[Path, ...] = ()  # files written beside the engine on the way (the FP16/INT8 ONNX)
 
     @property
     def sidecar_path(self) -> Path:
         return sidecar_path(self.path)
 
 
-def resolve_backend(backend: str) -> Target:
-    """The engine backend a build uses (``auto``: TensorRT where it and a GPU exist, else onnxruntime) and what its
-    engine binds to on this machine."""
+DEVICES = {"cpu": "onnxruntime", "cuda": "tensorrt"}  # --device: the engine backend that runs there
+
+
+def resolve_backend(backend: str, device: str | None = None) -> Target:
+    """The engine backend a build uses (``auto``: TensorRT where it and a GPU exist, else onnxruntime; ``device``
+    "cpu"/"cuda" picks onnxruntime/TensorRT) and what its engine binds to on this machine."""
     if backend != "auto" and backend not in ENGINE_KINDS:
         raise UsageError(f"unknown backend {backend!r}; use one of auto, {', '.join(ENGINE_KINDS)}")
+    asked = f"--backend {backend}"
+    if device is not None:
+        if device not in DEVICES:
+            raise UsageError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+        if backend not in ("auto", DEVICES[device]):
+            raise UsageError(f"--device {device} builds {DEVICES[device]} engines but --backend {backend} was asked "
+                             f"for; give one of them")
+        backend, asked = DEVICES[device], f"--device {device}"
+    if backend == "auto" and environment.tensorrt_version() is None:
+        # Without the package, TensorRT is out whatever the GPU: skip the full check (it imports torch, seconds
+        # that a cache hit would otherwise spend). Normal on a CPU machine: said only when asked for (-v).
+        log.debug("building an onnxruntime engine: TensorRT is not installed (for TensorRT, %s)", GPU_INSTALL_HINT)
+        return engine_builder("onnxruntime").target()
     trt = backend_status("tensorrt") if backend in ("auto", "tensorrt") else None
     if backend == "tensorrt" and not trt:
-        raise RtresnetError(f"--backend tensorrt needs TensorRT and a CUDA GPU, but {trt.detail}; "
+        raise RtresnetError(f"{asked} needs TensorRT and a CUDA GPU, but {trt.detail}; "
                             f"{GPU_INSTALL_HINT}, or build with --backend onnxruntime")
     if backend == "auto":
-        if not trt:
-            log.info("building an onnxruntime engine: %s (for TensorRT, %s)", trt.detail, GPU_INSTALL_HINT)
+        if not trt:  # the normal case on a CPU machine: said only when asked for (-v)
+            log.debug("building an onnxruntime engine: %s (for TensorRT, %s)", trt.detail, GPU_INSTALL_HINT)
         backend = "tensorrt" if trt else "onnxruntime"
     return engine_builder(backend).target()
+
+
+def check_engine_suffix(output: Path, backend: str) -> None:
+    """Refuse an engine file name that says another format (``-o x.engine`` for an onnxruntime engine, which is
+    ONNX): tools and `rtresnet.runtime.load` pick the loader by suffix."""
+    suffixes = getattr(engine_builder(backend), "SUFFIXES", None)
+    if suffixes and output.suffix.lower() not in suffixes:
+        what = "ONNX models" if suffixes == (".onnx",) else f"{backend} plans"
+        raise RtresnetError(f"--output {output}: {backend} engines are {what}; name the file "
+                            f"{output.with_suffix(suffixes[0]).name}")
 
 
 def _graph_io(onnx_path: Path) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
@@ -79,9 +110,10 @@ def _export_path(arch: str, weights: str | None, folder: Path) -> Path:
     return folder / (f"{arch}_{tag}.onnx" if tag else f"{arch}.onnx")
 
 
-def _apply_precision(onnx_path: Path, info: ModelInfo, precision: str, backend: str,
-                     calibration: CalibrationSettings | None, verify: dict) -> PrecisionResult | None:
-    """Run the precision stage when the graph is FP32 and another precision is asked for (None: build as is)."""
+def _conversion(onnx_path: Path, info: ModelInfo, precision: str, int8_target: str,
+                calibration: CalibrationSettings | None) -> tuple[dict | None, dict | None]:
+    """What the precision stage will do, before it runs: (conversion, calibration record), both None when the graph
+    is built as is. The records are the cache key's conversion part; refuses combinations that cannot work."""
     if calibration is not None and precision != "int8":
         raise RtresnetError("calibration settings only apply with --int8")
     if info.precision != "fp32":
@@ -91,22 +123,54 @@ def _apply_precision(onnx_path: Path, info: ModelInfo, precision: str, backend: 
         if calibration is not None:
             raise RtresnetError(f"{onnx_path} is already {info.precision}; calibration settings do not apply")
         log.info("%s is already %s: building it as is", onnx_path.name, info.precision)
-        return None
+        return None, None
     if precision == "fp32":
-        return None
-    if precision == "fp16":
-        from rtresnet.precision import convert_fp16
+        return None, None
+    from rtresnet import __version__
+    from rtresnet.environment import package_version
 
-        return convert_fp16(onnx_path, **verify)
+    if precision == "fp16":
+        return {"from": "fp32", "to": "fp16", "rtresnet": __version__,
+                "onnxconverter_common": package_version("onnxconverter-common")}, None
     if calibration is None or calibration.calib_data is None:
         raise RtresnetError("--int8 needs calibration data: pass --calib-data DIR (an image folder, .npy, "
                             "'digits' or 'synthetic')")
+    from rtresnet.precision.calib_source import describe_calib_data
+
+    c = calibration
+    record = {"method": c.method, "percentile": c.percentile if c.method == "percentile" else None,
+              "target": int8_target, "high_precision": c.high_precision if int8_target == "tensorrt" else None,
+              "calib_size": c.calib_size, "calib_batch": c.calib_batch, "seed": c.seed, "exclude": list(c.exclude),
+              "keep_io_layers_float": c.keep_io_layers_float, **describe_calib_data(c.calib_data).record()}
+    conversion = {"from": "fp32", "to": "int8", "rtresnet": __version__,
+                  "onnxruntime": package_version("onnxruntime") or package_version("onnxruntime-gpu")}
+    return conversion, record
+
+
+def _convert(request: BuildRequest, out: Path, calibration: CalibrationSettings | None,
+             verify: dict) -> PrecisionResult:
+    """Run the precision stage on the request's FP32 source, writing the converted ONNX to ``out``."""
+    if request.precision == "fp16":
+        from rtresnet.precision import convert_fp16
+
+        return convert_fp16(request.onnx_path, out, **verify)
     from rtresnet.precision import quantize_int8
 
-    return quantize_int8(onnx_path, target=ENGINE_KINDS[backend].int8_target, **verify, **calibration.kwargs())
+    return quantize_int8(request.onnx_path, out, **verify,
+                         **{**calibration.kwargs(), "target": request.calibration["target"]})
 
 
-def _cached(output: Path, request: BuildRequest) -> Sidecar | None:
+def _converted_output(request: BuildRequest, output: Path) -> Path:
+    """Where the converted ONNX goes: beside the engine, under the scheme's name (rtresnet.precision.naming)."""
+    from rtresnet.precision.naming import converted_path
+
+    cal = request.calibration or {}
+    return converted_path(request.onnx_path, output.parent, precision=request.precision, method=cal.get("method"),
+                          percentile=cal.get("percentile"), target=cal.get("target"))
+
+
+def _cached(output: Path, request: BuildRequest, tolerance: Tolerance | None,
+            accept_mismatch: bool) -> Sidecar | None:
     if not output.exists():
         return None
     try:
@@ -114,27 +178,50 @@ def _cached(output: Path, request: BuildRequest) -> Sidecar | None:
     except RtresnetError as e:
         log.info("rebuilding %s: %s", output, e)
         return None
-    if reasons := request.mismatches(sidecar):
+    reasons = request.mismatches(sidecar)
+    if tolerance is not None and not accept_mismatch and not reasons:  # judged again: the thresholds may be new
+        from rtresnet.precision.report import recorded_comparison
+
+        recorded = recorded_comparison(sidecar.verification or {}, tolerance)
+        if recorded is None:
+            reasons.append("no accuracy figures recorded")
+        elif not recorded:
+            reasons.append(f"its recorded accuracy fails ({', '.join(recorded.failures())})")
+    if reasons:
         log.info("rebuilding %s: the existing engine differs (%s)", output, "; ".join(reasons))
         return None
     return sidecar
 
 
+def _tolerance(precision: str, min_cosine: float | None, min_agreement: float | None) -> Tolerance:
+    from rtresnet.compare import FP16_TOLERANCE, INT8_TOLERANCE
+    from rtresnet.precision.report import tolerance_for
+
+    return tolerance_for(FP16_TOLERANCE if precision == "fp16" else INT8_TOLERANCE, min_cosine, min_agreement)
+
+
 def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None, weights: str | None = None,
-                 precision: str = "fp32", backend: str = "auto", min_batch: int | None = None,
-                 opt_batch: int | None = None, max_batch: int | None = None, workspace_bytes: int = 4 << 30,
-                 opt_level: int = 3, timing_cache: str | Path | None = None, dla_core: int | None = None,
-                 gpu_fallback: bool = False, hardware_compat: str = "none", version_compat: bool = False,
-                 tf32: bool = False, force: bool = False, output: str | Path | None = None,
+                 precision: str = "fp32", backend: str = "auto", device: str | None = None,
+                 min_batch: int | None = None, opt_batch: int | None = None, max_batch: int | None = None,
+                 workspace_bytes: int = 4 << 30, opt_level: int = 3, timing_cache: str | Path | None = None,
+                 dla_core: int | None = None, gpu_fallback: bool = False, hardware_compat: str = "none",
+                 version_compat: bool = False, tf32: bool = False, force: bool = False,
+                 output: str | Path | None = None, engine_dir: str | Path = ENGINE_DIR,
                  min_cosine: float | None = None, min_agreement: float | None = None, accept_mismatch: bool = False,
                  calibration: CalibrationSettings | None = None) -> EngineArtifact:
     """Build (or reuse) an engine of an ONNX model, or of ``arch``/``weights`` exported first.
 
     ``precision`` "fp16"/"int8" runs the precision stage on an FP32 ONNX (INT8 calibrated as ``calibration``
-    says); an ONNX that is already FP16/INT8 is built as is. Batch sizes default to 1-32 (optimized
-    for the largest) or the ONNX's fixed batch. ``backend="auto"`` uses TensorRT where it and a GPU exist.
+    says) and writes the converted ONNX beside the engine; an ONNX that is already FP16/INT8 is built as is.
+    Batch sizes default to 1-32 (optimized for the largest) or the ONNX's fixed batch. ``backend="auto"`` uses
+    TensorRT where it and a GPU exist; ``device`` "cpu"/"cuda" picks onnxruntime/TensorRT instead. ``output``
+    defaults to a name that says what the engine is, in ``engine_dir`` (``BuildRequest.default_output``).
     ``tf32`` lets TensorRT run FP32 layers in TF32 on Ampere and newer (faster; ~1e-3 relative error).
     ``min_cosine``/``min_agreement``/``accept_mismatch`` judge the FP16/INT8 conversion (see ``quantize_int8``).
+
+    The engine cache is checked before any conversion: an existing engine whose sidecar records the same FP32
+    source, settings, calibration data fingerprint, profile and versions (and accuracy within the tolerance) is
+    returned as is; ``force`` rebuilds.
     """
     if precision not in PRECISIONS:
         raise RtresnetError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
@@ -142,64 +229,91 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
         raise RtresnetError("give either an ONNX model or --arch (with optional --weights), not both or neither")
     if weights is not None and arch is None:
         raise RtresnetError("--weights needs --arch; an ONNX model already contains its weights")
-    target = resolve_backend(backend)
+    target = resolve_backend(backend, device)
     timing_cache = Path(timing_cache) if timing_cache is not None else None
     check_options(target.backend, opt_level=opt_level, workspace_bytes=workspace_bytes, dla_core=dla_core,
                   gpu_fallback=gpu_fallback, hardware_compat=hardware_compat, version_compat=version_compat,
                   timing_cache=timing_cache, tf32=tf32)
     if output is not None:
         output = check_output_path(output)
+        check_engine_suffix(output, target.backend)
         if onnx_path is not None and output.resolve() == Path(onnx_path).resolve():
             raise RtresnetError(f"--output {output} is the model being built; choose another engine file name")
+    engine_dir = Path(engine_dir)
     if arch is not None:
-        export_path = _export_path(arch, weights, output.parent if output is not None else ENGINE_DIR)
+        export_path = _export_path(arch, weights, output.parent if output is not None else engine_dir)
         if output is not None and output.resolve() == export_path.resolve():  # checked before the export replaces it
             raise RtresnetError(f"--output {output} is where --arch exports the ONNX model; choose another engine "
                                 f"file name")
         from rtresnet.export import ensure_onnx
 
-        onnx_path = ensure_onnx(arch, export_path, weights=weights, force=force, max_batch=max_batch)
+        with step("export"):
+            onnx_path = ensure_onnx(arch, export_path, weights=weights, force=force, max_batch=max_batch)
     source = Path(onnx_path)
     if source.is_dir():
         raise RtresnetError(f"{source} is a folder; give an ONNX model file (from `rtresnet export`)")
     info = read_model_info(source)
     # DLA runs FP16/INT8 only: check the precision the engine gets (an FP16/INT8 ONNX is built as is)
     check_dla(dla_core, precision=precision if info.precision == "fp32" else info.precision)
-    onnx_path, onnx_sha256, calibrated = source, None, None  # calibrated: the sidecar's record of it
-    verify = {"min_cosine": min_cosine, "min_agreement": min_agreement, "accept_mismatch": accept_mismatch}
-    if (converted := _apply_precision(source, info, precision, target.backend, calibration,
-                                      verify)) is not None:
-        onnx_path, info, onnx_sha256 = converted.path, converted.info, converted.sha256  # hashed once, there
-        if converted.precision == "int8":
-            calibrated = {"method": converted.method, "cache_key": converted.cache_key, "target": converted.target}
-    inputs, outputs = _graph_io(onnx_path)
+    conversion, calibrated = _conversion(source, info, precision, ENGINE_KINDS[target.backend].int8_target,
+                                         calibration)
+    inputs, outputs = _graph_io(source)  # conversions keep the I/O (float32 kept); the sidecar reads them again
     if not inputs or not inputs[0].shape:
-        raise RtresnetError(f"{onnx_path} has no batched input; re-export it with `rtresnet export`")
+        raise RtresnetError(f"{source} has no batched input; re-export it with `rtresnet export`")
     # The export's planned --max-batch is the default top of the profile.
     lo, opt, hi = resolve_batches(inputs[0].shape[0], min_batch, opt_batch,
                                   max_batch if max_batch is not None else info.max_batch)
-    request = BuildRequest(onnx_path=onnx_path, onnx_sha256=onnx_sha256 or sha256_file(source), info=info,
-                           inputs=inputs, outputs=outputs, precision=info.precision, target=target, min_batch=lo,
+    source_sha256 = sha256_file(source)
+    verify = {"min_cosine": min_cosine, "min_agreement": min_agreement, "accept_mismatch": accept_mismatch}
+    request = BuildRequest(onnx_path=source, onnx_sha256=source_sha256, info=info, inputs=inputs, outputs=outputs,
+                           precision=precision if conversion else info.precision, target=target, min_batch=lo,
                            opt_batch=opt, max_batch=hi, workspace_bytes=workspace_bytes, opt_level=opt_level,
                            timing_cache=timing_cache, dla_core=dla_core, gpu_fallback=gpu_fallback,
                            hardware_compat=hardware_compat, version_compat=version_compat, tf32=tf32,
-                           calibration=calibrated)
+                           calibration=calibrated, source_path=source, source_sha256=source_sha256,
+                           conversion=conversion, verify={k: v for k, v in verify.items() if v})
     if output is None:
-        output = request.default_output(source.stem)
-        output.parent.mkdir(parents=True, exist_ok=True)
-    if output.resolve() in (source.resolve(), Path(onnx_path).resolve()):
+        output = request.default_output(source.stem, folder=engine_dir)
+    if output.resolve() == source.resolve():
         raise RtresnetError(f"--output {output} is the model being built; choose another engine file name")
     if target.backend == "tensorrt" and timing_cache is None:
         request = replace(request, timing_cache=output.parent / "timing.cache")  # shared by builds in the folder
-    if not force and (cached := _cached(output, request)) is not None:
-        log.info("engine cache hit: %s matches the request (use --force to rebuild)", output)
-        return EngineArtifact(path=output, sidecar=cached, cache_hit=True, build_seconds=0.0, onnx_path=onnx_path)
-    return _build(request, output)
+    tolerance = _tolerance(request.precision, min_cosine, min_agreement) if conversion else None
+    if not force and (cached := _cached(output, request, tolerance, accept_mismatch)) is not None:
+        log.debug("engine cache hit: %s matches the request (use --force to rebuild)", output)
+        return EngineArtifact(path=output, sidecar=cached, cache_hit=True, build_seconds=0.0,
+                              onnx_path=Path(cached.extra.get("onnx_path", source)),
+                              intermediates=_kept_intermediates(cached))
+    if conversion is None:
+        return _build(request, output)
+    intermediate = _converted_output(request, output)
+    if intermediate.resolve() in (output.resolve(), source.resolve()):
+        raise RtresnetError(f"--output {output} is where the {request.precision.upper()} ONNX the engine is built "
+                            f"from goes; choose another engine file name")
+    converted = _convert(request, intermediate, calibration, verify)
+    inputs, outputs = _graph_io(converted.path)
+    if calibrated is not None:
+        calibrated = {**calibrated, "samples": converted.calib_samples, "cache_key": converted.cache_key}
+    request = replace(request, onnx_path=converted.path, onnx_sha256=converted.sha256, info=converted.info,
+                      inputs=inputs, outputs=outputs, calibration=calibrated)
+    from rtresnet.precision.report import comparison_record
+
+    verification = comparison_record(converted.comparison) if converted.comparison is not None else None
+    return _build(request, output, verification=verification, intermediates=(converted.path,))
 
 
-def _build(request: BuildRequest, output: Path) -> EngineArtifact:
+def _kept_intermediates(sidecar: Sidecar) -> tuple[Path, ...]:
+    """The converted ONNX a cached engine was built from, when it is still there unchanged."""
+    path = sidecar.extra.get("onnx_path")
+    if not sidecar.source or not path or path == sidecar.source.get("path") or not Path(path).is_file():
+        return ()
+    return (Path(path),) if sha256_file(path) == sidecar.onnx_sha256 else ()
+
+
+def _build(request: BuildRequest, output: Path, *, verification: dict | None = None,
+           intermediates: tuple[Path, ...] = ()) -> EngineArtifact:
     start = time.perf_counter()
-    with atomic_path(output) as tmp:
+    with step("build"), atomic_path(output) as tmp:
         engine_builder(request.backend).build(request, tmp)
         engine_sha256 = sha256_file(tmp)
         # The old sidecar goes just before the rename: a failed or killed build keeps the old pair intact, and
@@ -209,6 +323,9 @@ def _build(request: BuildRequest, output: Path) -> EngineArtifact:
     t = request.target
     from rtresnet import __version__
 
+    source = {"path": str(request.source_path or request.onnx_path),
+              "sha256": request.source_sha256 or request.onnx_sha256,
+              "precision": "fp32" if request.conversion else request.precision, "converter": request.conversion}
     sidecar = Sidecar(backend=t.backend, precision=request.precision, model=request.info, inputs=request.inputs,
                       outputs=request.outputs, profile=request.profile, onnx_sha256=request.onnx_sha256,
                       engine_sha256=engine_sha256, build_seconds=round(seconds, 3),
@@ -216,8 +333,9 @@ def _build(request: BuildRequest, output: Path) -> EngineArtifact:
                       calibration=request.calibration, tensorrt_version=t.tensorrt_version,
                       cuda_version=t.cuda_version, gpu=t.gpu, onnxruntime_version=t.onnxruntime_version,
                       execution_providers=t.execution_providers, cpu=t.cpu, rtresnet_version=__version__,
-                      extra={"onnx_path": str(request.onnx_path), "build_command": rebuild_command(request, output)})
+                      extra={"onnx_path": str(request.onnx_path), "build_command": rebuild_command(request, output)},
+                      source=source, verification=verification)
     write_sidecar(output, sidecar)
-    log.info("built %s in %.1f s", output, seconds)
+    log.debug("built %s in %.1f s", output, seconds)
     return EngineArtifact(path=output, sidecar=sidecar, cache_hit=False, build_seconds=seconds,
-                          onnx_path=request.onnx_path)
+                          onnx_path=request.onnx_path, intermediates=intermediates)

@@ -19,6 +19,7 @@ from rtresnet.errors import RtresnetError
 log = logging.getLogger(__name__)
 
 PROVIDERS = ("CPUExecutionProvider",)
+SUFFIXES = (".onnx",)  # the optimized model is ONNX (onnxruntime would write its ORT format under ".ort")
 
 
 def target() -> Target:
@@ -50,7 +51,7 @@ def build(request: BuildRequest, engine_path: Path) -> None:
     # The file name decides the format: anything but ".ort" is saved as ONNX, which trtexec-style tools can read.
     options.optimized_model_filepath = str(engine_path)
     options.log_severity_level = 3
-    log.info("optimizing %s with onnxruntime %s (%s)", request.onnx_path.name, ort.__version__, ORT_OPT_LEVEL)
+    log.debug("optimizing %s with onnxruntime %s (%s)", request.onnx_path.name, ort.__version__, ORT_OPT_LEVEL)
     try:
         ort.InferenceSession(str(request.onnx_path), options, providers=list(PROVIDERS))
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types

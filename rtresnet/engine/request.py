@@ -7,7 +7,7 @@ so the same object names the default output file, decides cache hits and fills t
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -62,7 +62,11 @@ class BuildRequest:
     hardware_compat: HardwareCompat = "none"
     version_compat: bool = False
     tf32: bool = False
-    calibration: dict | None = None
+    calibration: dict | None = None  # INT8: settings and data record (CALIBRATION_KEY: the cache-key part)
+    source_path: Path | None = None  # the ONNX `build` was given (onnx_path: the one the engine is built from)
+    source_sha256: str | None = None
+    conversion: dict | None = None   # FP16/INT8 conversion: precision and the converters' versions (cache key)
+    verify: dict = field(default_factory=dict)  # min_cosine/min_agreement/accept_mismatch given (rebuild command)
 
     @property
     def backend(self) -> Backend:
@@ -77,28 +81,58 @@ class BuildRequest:
         """Every option that changes the engine bytes, as the backend's builder lists them."""
         return engine_builder(self.backend).flags(self)
 
+    @property
+    def precision_tag(self) -> str:
+        """``int8-entropy``, ``fp16``...: the precision field of file names (rtresnet.precision.naming)."""
+        from rtresnet.precision.naming import precision_tag
+
+        cal = self.calibration or {}
+        return precision_tag(self.precision, cal.get("method"), cal.get("percentile"))
+
     def default_output(self, model_name: str | None = None, folder: Path = ENGINE_DIR) -> Path:
-        """A name that says what the engine is: ``resnet50_int8_b1-32_trt11.4_sm90.engine``.
+        """A name that says what the engine is: ``resnet50_int8-entropy_b1-32_trt11.4_sm90.engine`` (the scheme:
+        rtresnet.precision.naming; ``_opt8`` follows the batches when the profile is tuned for another batch).
 
         ``model_name`` (the source ONNX's stem) leads instead of the arch, so engines of two models of one arch
         (other weights, class counts, sizes) get two files instead of replacing each other.
         """
         extra, suffix = engine_builder(self.backend).name_parts(self)
-        parts = [model_name or self.info.arch, self.precision, f"b{self.min_batch}-{self.max_batch}", *extra]
+        batches = [f"b{self.min_batch}-{self.max_batch}"] + ([f"opt{self.opt_batch}"]
+                                                             if self.opt_batch != self.max_batch else [])
+        parts = [model_name or self.info.arch, self.precision_tag, *batches, *extra]
         return folder / ("_".join(parts) + suffix)
+
+    def cache_key(self) -> dict:
+        """Everything an existing engine must match to be reused, known before any conversion runs: an FP16/INT8
+        build is keyed by its FP32 source, the conversion and calibration settings and the calibration data's
+        fingerprint, not by the converted graph (so a hit skips calibration, quantization and verification)."""
+        t = self.target
+        key = {"backend": self.backend, "precision": self.precision, "profile": self.profile, "flags": self.flags,
+               "tensorrt_version": t.tensorrt_version, "onnxruntime_version": t.onnxruntime_version,
+               "gpu": _gpu_key(t.gpu), "cpu_arch": (t.cpu or {}).get("arch")}
+        if self.conversion is None:
+            return {**key, "onnx_sha256": self.onnx_sha256}
+        cal = self.calibration or {}
+        return {**key, "source_sha256": self.source_sha256, "conversion": self.conversion,
+                "calibration": {k: cal.get(k) for k in CALIBRATION_KEY if k in cal} or None}
 
     def mismatches(self, sidecar: Sidecar) -> list[str]:
         """Why an existing engine is not what this request asks for (empty: it is)."""
-        t = self.target
-        want = {"backend": self.backend, "onnx_sha256": self.onnx_sha256, "precision": self.precision,
-                "profile": self.profile, "flags": self.flags, "tensorrt_version": t.tensorrt_version,
-                "onnxruntime_version": t.onnxruntime_version,
-                "gpu": _gpu_key(t.gpu), "cpu_arch": (t.cpu or {}).get("arch")}
+        want = self.cache_key()
+        source, cal = sidecar.source or {}, sidecar.calibration or {}
         have = {"backend": sidecar.backend, "onnx_sha256": sidecar.onnx_sha256, "precision": sidecar.precision,
                 "profile": sidecar.profile, "flags": sidecar.flags, "tensorrt_version": sidecar.tensorrt_version,
                 "onnxruntime_version": sidecar.onnxruntime_version,
-                "gpu": _gpu_key(sidecar.gpu), "cpu_arch": (sidecar.cpu or {}).get("arch")}
+                "gpu": _gpu_key(sidecar.gpu), "cpu_arch": (sidecar.cpu or {}).get("arch"),
+                "source_sha256": source.get("sha256"), "conversion": source.get("converter"),
+                "calibration": {k: cal.get(k) for k in (want.get("calibration") or {})} or None}
         return [f"{k} {have[k]!r} != {want[k]!r}" for k in want if have[k] != want[k]]
+
+
+# The calibration record's fields that change the INT8 graph (its "data" path and "data_kind" do not: the same
+# images moved elsewhere are the same data; "samples" and "cache_key" are only known once calibrated).
+CALIBRATION_KEY = ("method", "percentile", "target", "high_precision", "calib_size", "calib_batch", "seed",
+                   "exclude", "keep_io_layers_float", "data_count", "data_fingerprint")
 
 
 def _gpu_key(gpu: dict | None) -> tuple | None:
@@ -181,12 +215,31 @@ def check_options(backend: Backend, *, opt_level: int, workspace_bytes: int, dla
 
 
 def rebuild_command(request: BuildRequest, output: Path) -> str:
-    """The exact `rtresnet build` command that produces this engine again (stored in the sidecar)."""
+    """The exact `rtresnet build` command that produces this engine again from the ONNX `build` was given, with
+    the conversion and the calibration data (stored in the sidecar)."""
     import shlex
 
-    args = ["rtresnet", "build", str(request.onnx_path), "--backend", request.backend,
-            "--min-batch", str(request.min_batch), "--opt-batch", str(request.opt_batch),
-            "--max-batch", str(request.max_batch)]
+    args = ["rtresnet", "build", str(request.source_path or request.onnx_path)]
+    if request.conversion is not None:
+        args.append(f"--{request.precision}")
+    if cal := request.calibration:
+        args += ["--calib-data", str(cal["data"]), "--calib-method", cal["method"], "--calib-size",
+                 str(cal["calib_size"]), "--calib-batch", str(cal["calib_batch"]), "--seed", str(cal["seed"])]
+        if cal.get("percentile") is not None:
+            args += ["--percentile", f"{cal['percentile']:g}"]
+        if cal.get("high_precision") not in (None, "fp16"):
+            args += ["--high-precision", cal["high_precision"]]
+        for name in cal.get("exclude") or ():
+            args += ["--exclude", name]
+        if cal.get("keep_io_layers_float"):
+            args.append("--keep-io-layers-float")
+    for name in ("min_cosine", "min_agreement"):
+        if request.verify.get(name) is not None:
+            args += ["--" + name.replace("_", "-"), f"{request.verify[name]:g}"]
+    if request.verify.get("accept_mismatch"):
+        args.append("--accept-mismatch")
+    args += ["--backend", request.backend, "--min-batch", str(request.min_batch), "--opt-batch",
+             str(request.opt_batch), "--max-batch", str(request.max_batch)]
     if request.backend == "tensorrt":
         args += ["--workspace", str(request.workspace_bytes), "--opt-level", str(request.opt_level)]
         if request.dla_core is not None:

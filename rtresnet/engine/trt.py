@@ -20,6 +20,8 @@ from rtresnet.fileutil import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
+SUFFIXES = (".engine", ".plan", ".trt")  # a plain plan, as trtexec, Triton and rtresnet.runtime name them
+
 
 def _make_progress_monitor(trt):
     """Log build phases while TensorRT works (a ResNet-50 INT8 build takes minutes)."""

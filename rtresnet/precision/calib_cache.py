@@ -52,10 +52,14 @@ def quiet():
         root.setLevel(level)
 
 
-def default_cache_dir() -> Path:
+CACHE_FOLDER = "calib"  # the one name of a calibration cache folder, under $RTRESNET_HOME or a work folder
+
+
+def default_cache_dir(root: str | Path | None = None) -> Path:
+    """``<root>/calib``; ``root`` defaults to $RTRESNET_HOME (~/.cache/rtresnet)."""
     from rtresnet.environment import rtresnet_home
 
-    return rtresnet_home() / "calib"
+    return Path(root if root is not None else rtresnet_home()) / CACHE_FOLDER
 
 
 def cache_file(key: CalibrationKey, cache_dir: str | Path | None = None) -> Path:

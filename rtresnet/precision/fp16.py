@@ -19,8 +19,10 @@ from rtresnet.compare import FP16_TOLERANCE
 from rtresnet.data.datasets import random_inputs
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
+from rtresnet.precision.naming import converted_path
 from rtresnet.precision.report import PrecisionResult, tolerance_for, verify_conversion
 from rtresnet.spec import ModelInfo, read_model_info, write_model_info
+from rtresnet.steps import step
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +76,6 @@ def check_fp32_source(path: Path) -> ModelInfo:
     return info
 
 
-def default_output(source: Path, suffix: str) -> Path:
-    return source.with_name(f"{source.stem}-{suffix}.onnx")
-
-
 def convert_fp16(onnx_path: str | Path, output: str | Path | None = None, *, keep_fp32: Sequence[str] = (),
                  verify: bool = True, min_cosine: float | None = None, min_agreement: float | None = None,
                  accept_mismatch: bool = False) -> PrecisionResult:
@@ -92,19 +90,22 @@ def convert_fp16(onnx_path: str | Path, output: str | Path | None = None, *, kee
     source = Path(onnx_path)
     tolerance = tolerance_for(FP16_TOLERANCE, min_cosine, min_agreement)
     info = check_fp32_source(source)
-    out_path = check_output_path(output if output is not None else default_output(source, "fp16"))
+    out_path = check_output_path(output if output is not None else converted_path(source, precision="fp16"))
     if out_path.resolve() == source.resolve():
         raise RtresnetError("the output would overwrite the FP32 source; give another --output")
-    model = to_fp16(onnx.load(str(source)), keep_fp32)
-    new_info = info.with_precision("fp16")
-    write_model_info(model, new_info)
+    with step("convert"):
+        model = to_fp16(onnx.load(str(source)), keep_fp32)
+        new_info = info.with_precision("fp16")
+        write_model_info(model, new_info)
     comparison = None
     with atomic_path(out_path) as tmp:
-        tmp.write_bytes(model.SerializeToString())
+        with step("convert"):
+            tmp.write_bytes(model.SerializeToString())
         if verify:
-            comparison = verify_conversion(source, tmp, random_inputs(info, VERIFY_SAMPLES), tolerance,
-                                           precision="fp16", accept_mismatch=accept_mismatch,
-                                           hint="keep those layers in FP32 with --keep-fp32 NAME_OR_OPTYPE")
+            with step("verify"):
+                comparison = verify_conversion(source, tmp, random_inputs(info, VERIFY_SAMPLES), tolerance,
+                                               precision="fp16", accept_mismatch=accept_mismatch,
+                                               hint="keep those layers in FP32 with --keep-fp32 NAME_OR_OPTYPE")
     ops, nodes = split_names(model, keep_fp32)
     n_fp16 = sum(1 for n in model.graph.node if n.op_type != "Cast" and n.op_type not in ops and n.name not in nodes)
     result = PrecisionResult(path=out_path, sha256=sha256_file(out_path), precision="fp16", info=new_info,
@@ -113,5 +114,5 @@ def convert_fp16(onnx_path: str | Path, output: str | Path | None = None, *, kee
                              quantized_nodes=n_fp16, target=None, method=None, calibration_seconds=None,
                              cache_key=None, cache_hit=False, comparison=comparison,
                              seconds=time.perf_counter() - start)
-    log.info("%s", result.summary())
+    log.debug("%s", result.summary())
     return result

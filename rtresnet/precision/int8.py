@@ -21,9 +21,11 @@ from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
 from rtresnet.precision import calib_cache, qdq_placement
 from rtresnet.precision.calib_cache import quiet
-from rtresnet.precision.fp16 import check_fp32_source, default_output, split_names
+from rtresnet.precision.fp16 import check_fp32_source, split_names
+from rtresnet.precision.naming import converted_path
 from rtresnet.precision.report import PrecisionResult, count_quantized_nodes, tolerance_for, verify_conversion
 from rtresnet.spec import QUANT_META_PREFIX
+from rtresnet.steps import step
 
 log = logging.getLogger(__name__)
 
@@ -97,71 +99,75 @@ def quantize_int8(onnx_path: str | Path, output: str | Path | None = None, *, ca
     """
     import onnx
 
-    from rtresnet.data.datasets import load_dataset
-
     start = time.perf_counter()
     _check_args(method, percentile, target, high_precision, calib_size, calib_batch)
     tolerance = tolerance_for(INT8_TOLERANCE, min_cosine, min_agreement)
     source = Path(onnx_path)
     info = check_fp32_source(source)
-    out_path = check_output_path(output if output is not None else default_output(source, f"int8-{target}"))
+    percentile_used = percentile if method == "percentile" else None
+    out_path = check_output_path(output if output is not None else converted_path(
+        source, precision="int8", method=method, percentile=percentile_used, target=target))
     if out_path.resolve() == source.resolve():
         raise RtresnetError("the output would overwrite the FP32 source; give another --output")
     if exclude:
         split_names(onnx.load(str(source), load_external_data=False), exclude)  # bad names fail before calibrating
-    data = load_dataset(calib_data, info, size=calib_size, seed=seed, split="train")
-    if len(data) < MIN_RECOMMENDED_CALIB:
-        log.warning("calibrating on %d samples; NVIDIA recommends at least 500 (ranges from fewer than %d are "
-                    "less reliable)", len(data), MIN_RECOMMENDED_CALIB)
+    with step("calibrate"):
+        data = _load_calibration_data(calib_data, info, calib_size, seed, target)
     key = calib_cache.CalibrationKey(
-        model_sha256=sha256_file(source), method=method, percentile=percentile if method == "percentile" else None,
+        model_sha256=sha256_file(source), method=method, percentile=percentile_used,
         target=target, data_fingerprint=data.fingerprint, calib_batch=calib_batch, onnxruntime=_ort_version())
     cache_path = calib_cache.cache_file(key, cache_dir)
 
     with tempfile.TemporaryDirectory(prefix="rtresnet-quant-") as tmp_dir:
         tmp = Path(tmp_dir)
-        prepared = _pre_process(source, tmp / "prepared.onnx")
-        prepared_model = onnx.load(str(prepared))
-        cached = calib_cache.load_ranges(cache_path, key)
-        if cached is not None:
-            ranges, first_seconds = cached
-            calib_seconds = 0.0
-            log.info("reusing calibration ranges from %s (key %s..., first calibrated in %.1f s)", cache_path,
-                     key.digest[:12], first_seconds)
-        else:
-            t0 = time.perf_counter()
-            ranges = _calibrate(prepared, data, method, percentile, target, calib_batch, tmp)
-            calib_seconds = time.perf_counter() - t0
-            calib_cache.save_ranges(cache_path, key, ranges, calib_seconds)
-            log.info("calibrated %d tensors on %d samples in %.1f s (%s); ranges cached in %s", len(ranges.data),
-                     len(data), calib_seconds, method, cache_path)
-        table = calib_cache.write_trt_table(ranges, cache_path.with_suffix(".flatbuffers"))
-        excluded = _excluded_nodes(prepared_model, exclude, keep_io_layers_float)
-        model = _quantize(prepared, QuantSettings.for_target(target, prepared_model), ranges, method, excluded, tmp)
-        if target == "tensorrt":
-            moved = qdq_placement.keep_identity_qdq_only(model, qdq_placement.residual_conv_inputs(prepared_model))
-            log.debug("kept Q/DQ on the identity input only for %d residual Adds", moved)
-            if high_precision == "fp16":
-                model = qdq_placement.to_fp16_remainder(model)
-        qdq_placement.prune_opset_imports(model)
-        qdq_placement.set_ir_version(model)
-        if quantized := qdq_placement.quantized_outputs(model):
-            raise RtresnetError(f"quantization put Q/DQ on the graph output {', '.join(quantized)}; this is a bug in "
-                                "rtresnet's placement, please report it (--exclude the last Gemm meanwhile)")
+        with step("quantize"):
+            prepared = _pre_process(source, tmp / "prepared.onnx")
+            prepared_model = onnx.load(str(prepared))
+        with step("calibrate"):
+            cached = calib_cache.load_ranges(cache_path, key)
+            if cached is not None:
+                ranges, first_seconds = cached
+                calib_seconds = 0.0
+                log.debug("reusing calibration ranges from %s (key %s..., first calibrated in %.1f s)", cache_path,
+                          key.digest[:12], first_seconds)
+            else:
+                t0 = time.perf_counter()
+                ranges = _calibrate(prepared, data, method, percentile, target, calib_batch, tmp)
+                calib_seconds = time.perf_counter() - t0
+                calib_cache.save_ranges(cache_path, key, ranges, calib_seconds)
+                log.debug("calibrated %d tensors on %d samples in %.1f s (%s); ranges cached in %s",
+                          len(ranges.data), len(data), calib_seconds, method, cache_path)
+            table = calib_cache.write_trt_table(ranges, cache_path.with_suffix(".flatbuffers"))
+        with step("quantize"):
+            excluded = _excluded_nodes(prepared_model, exclude, keep_io_layers_float)
+            model = _quantize(prepared, QuantSettings.for_target(target, prepared_model), ranges, method, excluded,
+                              tmp)
+            if target == "tensorrt":
+                moved = qdq_placement.keep_identity_qdq_only(model,
+                                                             qdq_placement.residual_conv_inputs(prepared_model))
+                log.debug("kept Q/DQ on the identity input only for %d residual Adds", moved)
+                if high_precision == "fp16":
+                    model = qdq_placement.to_fp16_remainder(model)
+            qdq_placement.prune_opset_imports(model)
+            qdq_placement.set_ir_version(model)
+            if quantized := qdq_placement.quantized_outputs(model):
+                raise RtresnetError(f"quantization put Q/DQ on the graph output {', '.join(quantized)}; this is a bug "
+                                    "in rtresnet's placement, please report it (--exclude the last Gemm meanwhile)")
 
     new_info = info.with_precision("int8")
     _write_metadata(model, new_info, target=target, method=method,
-                    high_precision=high_precision if target == "tensorrt" else None,
-                    percentile=percentile if method == "percentile" else None)
+                    high_precision=high_precision if target == "tensorrt" else None, percentile=percentile_used)
     comparison = None
     with atomic_path(out_path) as tmp_out:
-        tmp_out.write_bytes(model.SerializeToString())
+        with step("quantize"):
+            tmp_out.write_bytes(model.SerializeToString())
         if verify:
-            comparison = verify_conversion(source, tmp_out, data.inputs[:VERIFY_SAMPLES], tolerance,
-                                           precision="int8", accept_mismatch=accept_mismatch,
-                                           exact=target == "tensorrt",
-                                           hint="keep those layers in float with --exclude NAME, calibrate on "
-                                                "more real images or try another --calib-method")
+            with step("verify"):
+                comparison = verify_conversion(source, tmp_out, data.inputs[:VERIFY_SAMPLES], tolerance,
+                                               precision="int8", accept_mismatch=accept_mismatch,
+                                               exact=target == "tensorrt",
+                                               hint="keep those layers in float with --exclude NAME, calibrate on "
+                                                    "more real images or try another --calib-method")
     result = PrecisionResult(
         path=out_path, sha256=sha256_file(out_path), precision="int8", info=new_info, source_path=source,
         source_sha256=key.model_sha256, size_bytes=out_path.stat().st_size, source_size_bytes=source.stat().st_size,
@@ -169,8 +175,29 @@ def quantize_int8(onnx_path: str | Path, output: str | Path | None = None, *, ca
         calibration_seconds=calib_seconds, cache_key=key.digest, cache_hit=cached is not None,
         comparison=comparison, calib_samples=len(data), calib_source=data.source, cache_path=cache_path,
         calibration_table=table, seconds=time.perf_counter() - start)
-    log.info("%s", result.summary())
+    log.debug("%s", result.summary())
     return result
+
+
+def _load_calibration_data(calib_data: str | Path, info, calib_size: int, seed: int, target: str):
+    """``calib_size`` samples of ``calib_data`` (all of them when it holds fewer), and at most one warning when
+    they are few: fewer than asked for, and for TensorRT, below NVIDIA's guidance."""
+    from rtresnet.data.datasets import load_dataset
+    from rtresnet.precision.calib_source import describe_calib_data
+
+    described = describe_calib_data(calib_data)
+    # Asking for no more than the source holds keeps load_dataset's own "asked for N" warning out: one warning here.
+    size = min(calib_size, described.count) if described.count else calib_size
+    data = load_dataset(calib_data, info, size=size, seed=seed, split="train")
+    few = len(data) < calib_size and described.count is not None
+    low = target == "tensorrt" and len(data) < MIN_RECOMMENDED_CALIB
+    if few or low:
+        what = (f"all {len(data)} samples of {described.kind} {calib_data} (--calib-size {calib_size} asks for more)"
+                if few else f"{len(data)} samples")
+        advice = (f"; NVIDIA recommends at least 500 for TensorRT INT8 (ranges from fewer than "
+                  f"{MIN_RECOMMENDED_CALIB} are less reliable)" if low else "")
+        log.warning("calibrating on %s%s", what, advice)
+    return data
 
 
 def _check_args(method: str, percentile: float, target: str, high_precision: str, calib_size: int,

@@ -182,3 +182,11 @@ def test_fp16_of_a_model_with_fused_uint8_preprocessing(tmp_path):
     result = convert_fp16(source, tmp_path / "u8_fp16.onnx")
     assert result.comparison and result.comparison.top1_agreement == 1.0
     assert session(result.path).get_inputs()[0].type == "tensor(uint8)"
+
+
+def test_calibration_cache_folder_has_one_name(tmp_path, monkeypatch):
+    from rtresnet.precision import calib_cache
+
+    monkeypatch.setenv("RTRESNET_HOME", str(tmp_path / "home"))
+    assert calib_cache.default_cache_dir() == tmp_path / "home" / "calib"
+    assert calib_cache.default_cache_dir(tmp_path / "work") == tmp_path / "work" / "calib"  # bench's work folder

@@ -60,3 +60,36 @@ def test_errors_are_one_line_and_write_nothing(fp32_onnx, tmp_path, args, messag
     assert first_line.startswith("error: ") and message in first_line
     assert not (tmp_path / "out.onnx").exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_default_output_names_method_and_target_and_half_is_fp16(fp32_onnx, tmp_path):
+    import shutil
+
+    model = shutil.copy(fp32_onnx, tmp_path / "tiny.onnx")
+    for method in ("entropy", "minmax"):  # a second method no longer overwrites the first one's model
+        result = invoke(model, "--int8", "--calib-data", "digits", "--calib-size", "16", "--calib-method", method)
+        assert result.exit_code == 0, result.output
+        assert f"wrote {tmp_path / f'tiny_int8-{method}_cpu.onnx'}" in result.stdout
+    result = invoke(model, "--half")
+    assert result.exit_code == 0 and f"wrote {tmp_path / 'tiny_fp16.onnx'}" in result.stdout
+    assert "max rel err" not in result.stdout and "cosine" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx", "tiny_fp16.onnx", "tiny_int8-entropy_cpu.onnx",
+                                                          "tiny_int8-minmax_cpu.onnx"]
+
+
+def test_fp16_and_int8_together_is_a_usage_error(fp32_onnx, tmp_path):
+    result = invoke(fp32_onnx, "--half", "--int8", "-o", tmp_path / "out.onnx")
+    assert result.exit_code == 2
+    assert result.output == "error: --fp16 and --int8 exclude each other; give one precision\n"
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("target, advice", [("tensorrt", True), ("cpu", False)])
+def test_nvidia_calibration_advice_only_for_the_tensorrt_target(fp32_onnx, tmp_path, target, advice):
+    result = CliRunner(env={"COLUMNS": "100"}).invoke(main, [
+        "quantize", str(fp32_onnx), "--int8", "--target", target, "--calib-data", "digits", "--calib-size", "16",
+        "-o", str(tmp_path / "m8.onnx")])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == (["warning: calibrating on 16 samples; NVIDIA recommends at least 500 for TensorRT INT8 "
+                         "(ranges from fewer than 300 are less reliable)"] if advice else [])

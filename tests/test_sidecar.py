@@ -59,3 +59,17 @@ def test_missing_sidecar_says_how_to_rebuild(tmp_path):
     engine.write_bytes(b"x")
     with pytest.raises(RtresnetError, match="rtresnet build"):
         read_sidecar(engine)
+
+
+def test_sidecars_written_before_the_source_and_verification_fields_still_read(tmp_path):
+    engine = tmp_path / "m.onnx"
+    engine.write_bytes(b"engine bytes")
+    d = json.loads(_sidecar(sha256_file(engine)).to_json())
+    assert d["source"] is None and d["verification"] is None  # new fields, written by every build
+    del d["source"], d["verification"]
+    sidecar_path(engine).write_text(json.dumps(d))
+    old = read_sidecar(engine)
+    assert old.source is None and old.verification is None and old == _sidecar(sha256_file(engine))
+    d["future_field"] = {"any": 1}  # what this version does not know is ignored, as the C++ reader does
+    sidecar_path(engine).write_text(json.dumps(d))
+    assert read_sidecar(engine) == old

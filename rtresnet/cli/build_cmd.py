@@ -86,7 +86,6 @@ def build(model, arch, weights, fp16, int8, fp32, backend, device, min_batch, op
       rtresnet build model.onnx --device cpu --max-batch 8 -o engines/model_cpu.onnx
     """
     from rtresnet.backends import engine_builder
-    from rtresnet.cli.ui import stdout
     from rtresnet.engine import build_engine
     from rtresnet.precision import CalibrationSettings
 
@@ -107,19 +106,18 @@ def build(model, arch, weights, fp16, int8, fp32, backend, device, min_batch, op
                             version_compat=version_compat, tf32=tf32, force=force, output=output, **verify,
                             calibration=settings)
     s = artifact.sidecar
-    stdout.print(f"engine:  {artifact.path}", highlight=False)
-    stdout.print(f"sidecar: {artifact.sidecar_path}", highlight=False)
+    click.echo(f"engine:  {artifact.path}")
+    click.echo(f"sidecar: {artifact.sidecar_path}")
     for path in artifact.intermediates:
-        stdout.print(f"onnx:    {path} ({s.precision.upper()} ONNX the engine is built from)", highlight=False)
+        click.echo(f"onnx:    {path} ({s.precision.upper()} ONNX the engine is built from)")
     where = engine_builder(s.backend).describe(s)
-    stdout.print(f"backend: {where}; {s.precision}; batch {s.profile['min_batch']}-{s.profile['max_batch']}",
-                 highlight=False)
+    click.echo(f"backend: {where}; {s.precision}; batch {s.profile['min_batch']}-{s.profile['max_batch']}")
     if (figures := _accuracy(s)) is not None:  # on stdout: a result, kept by -q
-        stdout.print(f"vs FP32: {figures}{' (recorded at build)' if artifact.cache_hit else ''}", highlight=False)
+        click.echo(f"vs FP32: {figures}{' (recorded at build)' if artifact.cache_hit else ''}")
     if artifact.cache_hit:
-        stdout.print(f"cache:   hit (built {s.built_at}; --force rebuilds)", highlight=False)
+        click.echo(f"cache:   hit (built {s.built_at}; --force rebuilds)")
     else:  # the build's time is the closing `done in` line's: the engine step alone would understate it
-        stdout.print("cache:   miss (built now)", highlight=False)
+        click.echo("cache:   miss (built now)")
 
 
 def _accuracy(sidecar) -> str | None:

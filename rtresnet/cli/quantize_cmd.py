@@ -48,7 +48,6 @@ def quantize(model: str, fp16: bool, int8: bool, target: str | None, backend: st
       rtresnet quantize engines/resnet50.onnx --int8 --backend tensorrt --calib-data ./calib_images
       rtresnet quantize digits.onnx --int8 --target cpu --calib-data digits --calib-method percentile
     """
-    from rtresnet.cli.ui import stdout
     from rtresnet.errors import RtresnetError
     from rtresnet.precision.report import accuracy
 
@@ -74,13 +73,12 @@ def quantize(model: str, fp16: bool, int8: bool, target: str | None, backend: st
 
         target = target or ("tensorrt" if backend == "tensorrt" else "cpu")
         result = quantize_int8(model, output, target=target, cache_dir=cache_dir, **verify, **calibration)
-    stdout.print(f"wrote {result.path}", highlight=False)
-    stdout.print(f"size: {result.size_bytes / 1e6:.2f} MB (FP32 {result.source_size_bytes / 1e6:.2f} MB)",
-                 highlight=False)
+    click.echo(f"wrote {result.path}")
+    click.echo(f"size: {result.size_bytes / 1e6:.2f} MB (FP32 {result.source_size_bytes / 1e6:.2f} MB)")
     if result.precision == "int8":
         cal = (f"reused from cache {result.cache_path}" if result.cache_hit
                else f"{result.calibration_seconds:.1f} s, cached in {result.cache_path}")
-        stdout.print(f"int8: target {result.target}, {result.quantized_nodes} quantized nodes, method {result.method}, "
-                     f"{result.calib_samples} samples; calibration {cal}", highlight=False)
+        click.echo(f"int8: target {result.target}, {result.quantized_nodes} quantized nodes, method {result.method}, "
+                     f"{result.calib_samples} samples; calibration {cal}")
     if result.comparison is not None:
-        stdout.print(f"vs FP32: {accuracy(result.comparison)}", highlight=False)
+        click.echo(f"vs FP32: {accuracy(result.comparison)}")

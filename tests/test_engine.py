@@ -478,3 +478,12 @@ def test_default_int8_build_prints_a_short_result(onnx_model, photos, tmp_path, 
 def test_cli_refuses_calibration_options_without_int8(onnx_model, tmp_path):
     r = CliRunner().invoke(main, ["build", str(onnx_model), "--calib-method", "minmax", "-o", str(tmp_path / "e")])
     assert r.exit_code == 1 and "--calib-method only apply with --int8" in r.output
+
+
+def test_an_engine_named_like_its_converted_onnx_is_refused(onnx_model, tmp_path):
+    import shutil
+
+    source = shutil.copy(onnx_model, tmp_path / "r18.onnx")
+    with pytest.raises(RtresnetError, match="is where the FP16 ONNX the engine is built from goes; .* r18_fp16_engine"):
+        build_engine(source, precision="fp16", backend="onnxruntime", output=tmp_path / "r18_fp16.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r18.onnx"]

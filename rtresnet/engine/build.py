@@ -289,7 +289,7 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
     intermediate = _converted_output(request, output)
     if intermediate.resolve() in (output.resolve(), source.resolve()):
         raise RtresnetError(f"--output {output} is where the {request.precision.upper()} ONNX the engine is built "
-                            f"from goes; choose another engine file name")
+                            f"from goes; choose another engine file name, e.g. {output.stem}_engine{output.suffix}")
     converted = _convert(request, intermediate, calibration, verify)
     inputs, outputs = _graph_io(converted.path)
     if calibrated is not None:

@@ -11,6 +11,7 @@ from PIL import Image
 
 from rtresnet.bench import TimingConfig, run
 from rtresnet.cli import main
+from rtresnet.errors import RtresnetError
 
 TINY = ["bench", "--arch", "resnet18", "--num-classes", "10", "--input-size", "32", "--threads", "1", "--warmup", "1",
         "--iters", "3"]
@@ -28,17 +29,23 @@ def checkpoint(tmp_path_factory):
     return save_state_dict(create_model("resnet18", num_classes=10), tmp_path_factory.mktemp("w") / "tiny.safetensors")
 
 
+def _image_folder(root, classes, per_class):
+    rng = np.random.default_rng(0)
+    for cls in classes:
+        (root / cls).mkdir()
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+    return root
+
+
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory):
-    """A labeled ImageFolder: two classes, and one identical image in both, so top-1 can never be 100 %."""
-    root = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    same = Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8))
-    for cls in ("cat", "dog"):
-        (root / cls).mkdir()
+    """A labeled ImageFolder: a folder per class of the 10-class model, and one identical image in two of them,
+    so top-1 can never be 100 %."""
+    root = _image_folder(tmp_path_factory.mktemp("images"), [f"class{i}" for i in range(10)], 1)
+    same = Image.fromarray(np.random.default_rng(1).integers(0, 256, (40, 40, 3), dtype=np.uint8))
+    for cls in ("class0", "class1"):
         same.save(root / cls / "same.png")
-        for i in range(5):
-            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
     return root
 
 
@@ -122,12 +129,16 @@ def test_cli_writes_every_report(checkpoint, tmp_path):
 
 
 def test_cli_gates_exit_codes(checkpoint, image_folder):
-    base = [*TINY, "--weights", str(checkpoint), "--backends", "torch", "--data", str(image_folder)]
+    base = [*TINY, "--weights", str(checkpoint), "--backends", "torch,onnxruntime", "--data", str(image_folder)]
     passed = CliRunner().invoke(main, [*base, "--max-top1-drop", "0"])
     assert passed.exit_code == 0, passed.output
+    assert passed.stdout.splitlines()[-1].endswith("; gates: top-1 drop <= 0 pts passed")  # passing gates say so
     failed = CliRunner().invoke(main, [*base, "--min-top1", "100"])
     assert failed.exit_code == 3, failed.output
-    assert "gate failed: torch top-1" in failed.stderr and "< --min-top1 100%" in failed.stderr
+    # the FP32 engine misses the gate; the PyTorch baseline, with the same top-1, is not gated itself
+    assert "gate failed: onnxruntime top-1" in failed.stderr and "< --min-top1 100%" in failed.stderr
+    assert "gate failed: torch" not in failed.stderr
+    assert "; gates: top-1 >= 100% failed (ort fp32 " in failed.stdout.splitlines()[-1]
 
 
 def test_cli_rejects_bad_input():
@@ -151,10 +162,26 @@ def test_cli_models_mode(report, checkpoint):
     result = CliRunner().invoke(main, ["bench", "--models", str(engine), "--weights", str(checkpoint),
                                        "--threads", "1", "--warmup", "0", "--iters", "2", "--samples", "4"])
     assert result.exit_code == 0, result.output
-    rows = [line for line in result.stdout.splitlines() if "│" in line]
-    assert rows[0].split("│")[1].strip() == "torch"  # the baseline row comes first
-    engine_row = [c.strip() for c in rows[1].split("│")]
-    assert engine_row[1] == engine.name and engine_row[8] == "100.0"  # agreement with PyTorch
+    header, rows = _table(result.stdout)
+    assert rows[0][0] == "torch *"  # the baseline row comes first
+    engine_row = dict(zip(header, rows[1], strict=True))
+    assert engine_row["backend"] == "ort fp32" and engine_row["agree %"] == "100.0"  # agreement with PyTorch
+    assert f"files: ort fp32 = {engine}" in result.stdout  # the short label says which file it is
+
+
+def _table(text: str) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the printed table (columns are separated by at least two spaces)."""
+    import re
+
+    lines = text.splitlines()
+    rule = next(i for i, line in enumerate(lines) if line.strip().startswith("───"))
+    header = re.split(r"\s{2,}", lines[rule - 1].strip())
+    rows = []
+    for line in lines[rule + 1:]:
+        if not line.strip() or re.match(r"\(\d+\) |[*?] |files: |fastest: ", line):  # the footnotes
+            break
+        rows.append(re.split(r"\s{2,}", line.strip()))
+    return header, rows
 
 
 @pytest.mark.gpu
@@ -173,3 +200,146 @@ def test_gpu_rows_have_device_scope(checkpoint):
     assert cuda.accuracy.top1_agreement_pct == 100.0 and fp16.accuracy.cosine_mean > 0.99
     assert fp16.batch(1).speedup_vs_baseline == pytest.approx(
         cuda.batch(1).host.latency_ms_median / fp16.batch(1).host.latency_ms_median)
+
+
+# --- issue 15: a table people can read, flags people reach for ---
+
+def _fp32_engine(report):
+    return next(report[1].glob("*.fp32.onnxruntime.onnx"))
+
+
+@pytest.mark.parametrize("columns", [100, 80])
+def test_table_fits_the_terminal_without_splitting_numbers(checkpoint, columns):
+    result = CliRunner().invoke(main, [*TINY, "--weights", str(checkpoint), "--backends",
+                                       "torch,onnxruntime,tensorrt-int8", "--batch-sizes", "1,2", "--samples", "4"],
+                                env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    table = lines[:next(i for i, line in enumerate(lines) if line.startswith("(1)"))]  # footnotes are one line each
+    assert all(len(line.rstrip()) <= columns for line in table), result.stdout
+    header, rows = _table(result.stdout)
+    # one line per backend and batch size: no cell continued on a second line
+    assert [r[0] for r in rows] == ["torch *", "torch *", "ort fp32", "ort fp32", "trt int8"]
+    for row in rows[:4]:
+        cells = dict(zip(header, row, strict=True))
+        for h in ("p50 ms", "img/s"):
+            float(cells[h])  # a whole number, not '14.' with '20' on the next line
+        assert cells["speedup"].rstrip("?").endswith("x")
+    assert "unavailable (1)" in rows[4] and "RSS MiB" not in header and "CoV" not in header
+    assert any(line.startswith("(1) trt int8 unavailable: ") for line in lines)
+    assert lines[-1].startswith("fastest: ") and lines[-1].endswith("; no gates set")
+
+
+def test_wide_table_has_the_secondary_columns(checkpoint):
+    result = CliRunner().invoke(main, [*TINY, "--weights", str(checkpoint), "--backends", "torch", "--samples", "4",
+                                       "--wide"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    header, rows = _table(result.stdout)
+    assert {"size MB", "RSS MiB", "CoV", "agree %", "prec", "p99 ms"} <= set(header)
+    assert rows[0][0] == "torch *" and len(rows) == 1
+
+
+def test_synthetic_data_warning_once_per_bench(checkpoint, tmp_path):
+    # the bench data (4 images) and the INT8 calibration data (8 images) are both synthetic: one warning
+    result = CliRunner().invoke(main, [*TINY, "--weights", str(checkpoint), "--backends", "onnxruntime-int8",
+                                       "--samples", "4", "--calib-size", "8", "--work-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("SYNTHETIC DATA") == 1, result.stderr
+    assert "WARNING" not in result.stderr  # one warning style: 'warning: ...'
+
+
+def test_json_to_stdout_and_into_a_new_folder(checkpoint, tmp_path):
+    result = CliRunner().invoke(main, [*TINY, "--weights", str(checkpoint), "--backends", "torch", "--samples", "4",
+                                       "--json", "-"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # stdout is the report alone; the table went to stderr
+    assert report["schema"] == "rtresnet.bench-report" and "fastest: torch" in result.stderr
+    out = tmp_path / "new" / "dir" / "r.json"
+    result = CliRunner().invoke(main, [*TINY, "--weights", str(checkpoint), "--backends", "torch", "--samples", "4",
+                                       "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["backends"][0]["label"] == "torch"
+
+
+def test_models_against_a_baseline_file(report, tmp_path):
+    """Two engines compared directly: speedup and agreement against the first, no PyTorch."""
+    fp32 = _fp32_engine(report)
+    work = report[1]
+    onnx = work / "resnet18.onnx"  # the FP32 export the engine was built from: same network, another file
+    rep = run(models=[onnx, fp32], baseline=fp32, timing=TimingConfig(warmup_iters=0, iters=2), threads=1,
+              samples=4, work_dir=tmp_path)
+    assert [b.name for b in rep.backends] == [fp32.name, onnx.name]  # the baseline first
+    base, other = rep.backends
+    assert base.baseline and not other.baseline and rep.baseline == fp32.name
+    assert base.batch(1).speedup_vs_baseline == 1.0
+    assert other.batch(1).speedup_vs_baseline == pytest.approx(
+        base.batch(1).host.latency_ms_median / other.batch(1).host.latency_ms_median)
+    assert other.accuracy.top1_agreement_pct == 100.0 and other.accuracy.cosine_mean > 0.9999
+    assert "torch" not in [b.runtime for b in rep.backends]
+    assert not list(tmp_path.glob("*.onnx"))  # the files were used as given, nothing built
+
+
+def test_cli_baseline_and_options_that_model_files_ignore(report):
+    fp32 = _fp32_engine(report)
+    onnx = report[1] / "resnet18.onnx"
+    runner = CliRunner()
+    r = runner.invoke(main, ["bench", "--models", str(onnx), str(fp32), "--baseline", str(fp32), "--threads", "1",
+                             "--warmup", "0", "--iters", "2", "--samples", "4"], env={"COLUMNS": "100"})
+    assert r.exit_code == 0, r.output
+    header, rows = _table(r.stdout)
+    # labels from the engine sidecar and the ONNX, numbered as the files are given; the baseline first
+    assert [row[0] for row in rows] == ["ort fp32 #2 *", "ort fp32 #1"]
+    assert "* baseline: speedup and agreement are against ort fp32" in r.stdout
+    for bad in (["--input-size", "64"], ["--backends", "torch"], ["--num-classes", "5"]):
+        r = runner.invoke(main, ["bench", "--models", str(fp32), *bad])
+        assert r.exit_code == 2 and f"{bad[0]} applies to --arch only" in r.stderr, r.output
+    r = runner.invoke(main, ["bench", "--models", str(fp32), "--baseline", "other.onnx"])
+    assert r.exit_code == 2 and "--baseline other.onnx is not one of the --models files" in r.stderr
+    r = runner.invoke(main, [*TINY, "--baseline", str(fp32)])
+    assert r.exit_code == 2 and "--baseline picks one of the --models files" in r.stderr
+
+
+def test_cli_device(checkpoint):
+    runner = CliRunner()
+    r = runner.invoke(main, [*TINY, "--device", "cpu", "--backends", "torch,tensorrt-fp16"])
+    assert r.exit_code == 2 and "--device cpu, but tensorrt-fp16 runs on the GPU" in r.stderr, r.output
+    r = runner.invoke(main, [*TINY, "--device", "tpu"])
+    assert r.exit_code == 2
+    r = runner.invoke(main, [*TINY, "--weights", str(checkpoint), "--device", "cpu", "--backends", "torch",
+                             "--samples", "4"])
+    assert r.exit_code == 0, r.output
+    import torch
+
+    if not torch.cuda.is_available():
+        r = runner.invoke(main, [*TINY, "--device", "cuda"])
+        assert r.exit_code == 1 and "--device cuda, but no CUDA GPU is visible" in r.stderr, r.output
+
+
+def test_class_folders_that_do_not_match_the_model_give_no_top1(tmp_path, caplog):
+    """bird/cat/dog on a 1000-class model without class names: agreement only, never 0 % top-1."""
+    (tmp_path / "animals").mkdir()
+    folder = _image_folder(tmp_path / "animals", ["bird", "cat", "dog"], 2)
+    rep = run("resnet18", input_size=32, backends="torch,onnxruntime", data=folder,
+              timing=TimingConfig(warmup_iters=0, iters=2), threads=1, work_dir=tmp_path / "w")
+    assert not rep.data["labeled"]
+    for b in rep.backends:
+        assert b.ok and b.accuracy.top1_pct is None and b.accuracy.top1_agreement_pct == 100.0
+    assert "class folders bird, cat, dog" in caplog.text and "no top-1" in caplog.text
+    with pytest.raises(RtresnetError, match="class folders do not match the model's classes"):
+        run("resnet18", input_size=32, backends="torch", data=folder, max_top1_drop=1.0, threads=1,
+            timing=TimingConfig(warmup_iters=0, iters=2), work_dir=tmp_path / "w")
+
+
+def test_calibration_size_default_agrees_with_build():
+    import inspect
+
+    from rtresnet.cli.bench_cmd import bench
+    from rtresnet.cli.build_cmd import build
+    from rtresnet.precision import quantize_int8
+
+    def default(command):
+        return next(p.default for p in command.params if p.name == "calib_size")
+
+    assert default(bench) == default(build) == 512
+    assert inspect.signature(run).parameters["calib_size"].default == \
+        inspect.signature(quantize_int8).parameters["calib_size"].default == 512

@@ -109,8 +109,8 @@ def test_each_tensorrt_batch_size_is_timed_on_its_own_engine(monkeypatch):
     opts = harness._Options((1, 4), TimingConfig(warmup_iters=0, iters=3), 1, "synthetic", None, None, 8, "entropy",
                             0, None, None, True)
     inputs = np.zeros((8, 3, 8, 8), np.float32)
-    result = harness._run_backend("tensorrt-fp16", BACKENDS["tensorrt-fp16"], lambda: engines,
-                                  harness._Model(INFO, None), lambda info: (inputs, None), opts)
+    job = harness._Job("tensorrt-fp16", "trt fp16", BACKENDS["tensorrt-fp16"], lambda: engines)
+    result = harness._run_backend(job, harness._Model(INFO, None), lambda info: (inputs, None), opts)
     assert result.ok, result.reason
     assert timed_on == [(Path("opt1.plan"), 1), (Path("opt4.plan"), 4)]
     assert FakeTrtRunner.loaded == [Path("opt4.plan"), Path("opt1.plan"), Path("opt4.plan")]  # accuracy, then 1, 4

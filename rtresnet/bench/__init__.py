@@ -6,8 +6,16 @@
 """
 
 from rtresnet.bench.backends import BACKENDS, BackendSpec
-from rtresnet.bench.harness import DEFAULT_BACKENDS, run
-from rtresnet.bench.report import csv_text, markdown_text, rich_table, write_reports
+from rtresnet.bench.harness import DEFAULT_BACKENDS, DEFAULT_GPU_BACKENDS, run
+from rtresnet.bench.report import (
+                                   csv_text,
+                                   markdown_text,
+                                   plot_plan,
+                                   rich_table,
+                                   summary_line,
+                                   terminal_table,
+                                   write_reports,
+)
 from rtresnet.bench.results import (
                                     SCHEMA,
                                     SCHEMA_VERSION,
@@ -20,6 +28,7 @@ from rtresnet.bench.results import (
 from rtresnet.bench.stats import LatencyStats
 from rtresnet.bench.timing import TimingConfig
 
-__all__ = ["BACKENDS", "DEFAULT_BACKENDS", "SCHEMA", "SCHEMA_VERSION", "AccuracyResult", "BackendResult",
-           "BackendSpec", "BatchResult", "BenchReport", "GateFailure", "LatencyStats", "TimingConfig", "csv_text",
-           "markdown_text", "rich_table", "run", "write_reports"]
+__all__ = ["BACKENDS", "DEFAULT_BACKENDS", "DEFAULT_GPU_BACKENDS", "SCHEMA", "SCHEMA_VERSION", "AccuracyResult",
+           "BackendResult", "BackendSpec", "BatchResult", "BenchReport", "GateFailure", "LatencyStats", "TimingConfig",
+           "csv_text", "markdown_text", "plot_plan", "rich_table", "run", "summary_line", "terminal_table",
+           "write_reports"]

@@ -55,6 +55,22 @@ FP32_GPU_NOTE = ("FP32 on the GPU: torch-cuda runs with TF32 off (cuDNN would us
                  "and the TensorRT FP32 engines are built without TF32; onnxruntime-cuda keeps its CUDA EP defaults, "
                  "which allow TF32")
 
+RUNTIME_ABBREVIATIONS = {"torch": "torch", "onnxruntime": "ort", "tensorrt": "trt"}
+
+
+def short_label(runtime: str, precision: str, device: str, channels_last: bool = False) -> str:
+    """The row label of the terminal table: ``torch``, ``ort int8``, ``ort cuda fp16``, ``trt fp16``. PyTorch's
+    FP32 row is the baseline and is plain ``torch``; the device shows where the runtime has both."""
+    parts = [RUNTIME_ABBREVIATIONS.get(runtime, runtime or "?")]
+    if device == "cuda" and runtime != "tensorrt":
+        parts.append("cuda")
+    if not (runtime == "torch" and precision == "fp32"):
+        parts.append(precision or "?")
+    if channels_last:
+        parts.append("cl")
+    return " ".join(parts)
+
+
 GPU_BACKENDS = ("torch-cuda", "torch-cuda-fp16", "torch-cuda-fp16-cl", "onnxruntime-cuda", "onnxruntime-cuda-fp16",
                 "tensorrt", "tensorrt-fp16", "tensorrt-int8")
 
@@ -111,12 +127,15 @@ class Workspace:
         """The FP32 export of the benchmarked model, made once (and reused across runs when it still matches)."""
         if self._fp32 is None:
             from rtresnet.export import ensure_onnx
+            from rtresnet.steps import step
 
             info = self.info
-            self._fp32 = ensure_onnx(info.arch, self.work_dir / f"{info.arch}.onnx", weights=self.weights,
-                                     num_classes=info.num_classes, in_channels=info.in_channels,
-                                     input_size=info.input_size, preprocessing=info.preprocessing,
-                                     labels=info.labels or None, input_format=info.input_format, verify=False)
+            with step("export"):
+                self._fp32 = ensure_onnx(info.arch, self.work_dir / f"{info.arch}.onnx", weights=self.weights,
+                                         num_classes=info.num_classes, in_channels=info.in_channels,
+                                         input_size=info.input_size, preprocessing=info.preprocessing,
+                                         labels=info.labels or None, input_format=info.input_format,
+                                         verify=False)
         return self._fp32
 
     def engines(self, spec: BackendSpec, sizes: Sequence[int]) -> dict[int, Path]:
@@ -165,10 +184,12 @@ def load_runner(spec: BackendSpec, *, engine: Path | None, weights: Path | str |
     return load(engine, backend=spec.runtime, device=spec.device, **options)
 
 
-def load_model_file(path: Path, *, threads: int) -> Any:
-    """A runner for an existing engine or ONNX file given with ``--models`` (threads apply on the CPU)."""
+def load_model_file(path: Path, *, threads: int, device: str | None = None) -> Any:
+    """A runner for an existing engine or ONNX file given with ``--models`` (threads apply on the CPU), on
+    ``device`` when given (an onnxruntime file then runs on onnxruntime's CUDA provider)."""
     from rtresnet.runtime import load
     from rtresnet.sidecar import read_sidecar, sidecar_path
 
-    cpu = not sidecar_path(path).is_file() or read_sidecar(path, verify_hash=False).backend == "onnxruntime"
-    return load(path, **({"threads": threads} if cpu else {}))
+    ort = not sidecar_path(path).is_file() or read_sidecar(path, verify_hash=False).backend == "onnxruntime"
+    cpu = ort and device != "cuda"
+    return load(path, **({"threads": threads} if cpu else {}), **({"device": device} if device else {}))

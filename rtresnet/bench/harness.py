@@ -23,6 +23,7 @@ from rtresnet.bench.backends import (
     load_runner,
     numerics,
     parse_backends,
+    short_label,
     unavailable_reason,
 )
 from rtresnet.bench.env import busy_note, environment_block, load_average, utc_now
@@ -31,13 +32,16 @@ from rtresnet.bench.memory import PeakMemory, memory_method
 from rtresnet.bench.results import BackendResult, BatchResult, BenchReport
 from rtresnet.bench.stats import UNSTABLE_COV, LatencyStats
 from rtresnet.bench.timing import DEVICE_SCOPES, HOST_SCOPE, TimingConfig, time_compute, time_device, time_host
-from rtresnet.errors import RtresnetError
+from rtresnet.errors import RtresnetError, UsageError
 from rtresnet.progress import track
 from rtresnet.spec import ModelInfo, Preprocessing
+from rtresnet.steps import step
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
+DEFAULT_GPU_BACKENDS = ("torch-cuda", "onnxruntime-cuda", "tensorrt-fp16", "tensorrt-int8")
+DEVICES = ("cpu", "cuda")
 SYNTHETIC_SAMPLES = 64
 
 
@@ -49,6 +53,7 @@ class _Model:
     info: ModelInfo
     weights: str | Path | None
     reference: np.ndarray | None = None
+    file_labels: list[str] = dataclasses.field(default_factory=list)  # row labels of the --models files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +72,18 @@ class _Options:
     min_top1: float | None
     max_top1_drop: float | None
     device_timing: bool
+    device: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Job:
+    """One row of the benchmark: a backend made here (``spec``) or a user's model file (``spec`` None)."""
+
+    name: str
+    label: str
+    spec: BackendSpec | None
+    prepare: Any  # () -> the artifact the runner loads (None for torch; {batch: plan} for TensorRT)
+    baseline: bool = False  # a --models file given as --baseline: the others are compared with it
 
 
 def _sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
@@ -167,18 +184,19 @@ def _time_batches(runner_for, inputs: np.ndarray, sizes: tuple[int, ...], timing
     return results, warnings, scope
 
 
-def _run_backend(name: str, spec: BackendSpec | None, prepare, model: _Model, data_for,
-                 opts: _Options) -> BackendResult:
+def _run_backend(job: _Job, model: _Model, data_for, opts: _Options) -> BackendResult:
     """One backend end to end; any failure becomes a row with its reason, never an aborted benchmark."""
+    name, spec, prepare = job.name, job.spec, job.prepare
     base = {"name": name, "runtime": spec.runtime if spec else "", "precision": spec.precision if spec else "",
-            "device": spec.device if spec else "cpu"}
+            "device": spec.device if spec else "cpu", "label": job.label, "baseline": job.baseline}
     if spec is not None and (reason := unavailable_reason(spec)):
         log.warning("%s: unavailable (%s)", name, reason)
         return BackendResult(status="unavailable", reason=reason, **base)
     stage = "build"
     try:
         t0 = time.perf_counter()
-        artifact = prepare()
+        with step("build"):
+            artifact = prepare()
         build_s = time.perf_counter() - t0
         # TensorRT: one engine per batch size (a dict); accuracy runs on the largest size's
         engines = artifact if isinstance(artifact, dict) else None
@@ -186,13 +204,14 @@ def _run_backend(name: str, spec: BackendSpec | None, prepare, model: _Model, da
 
         def load(path: Any) -> Any:
             if spec is None:
-                return load_model_file(path, threads=opts.threads)
+                return load_model_file(path, threads=opts.threads, device=opts.device)
             return load_runner(spec, engine=path, weights=model.weights, info=model.info, threads=opts.threads)
 
         stage = "load"
         with numerics(spec), PeakMemory(gpu=base["device"] == "cuda") as mem:
             t0 = time.perf_counter()
-            runner = load(artifact)
+            with step("load"):
+                runner = load(artifact)
             load_s = time.perf_counter() - t0
             with runner:
                 if spec is None:
@@ -201,16 +220,21 @@ def _run_backend(name: str, spec: BackendSpec | None, prepare, model: _Model, da
                 inputs, labels = data_for(runner.info)
                 stage = "accuracy"
                 accuracy = None
-                if model.reference is not None:
-                    logits = evaluate(runner.infer, inputs, max(opts.sizes))
+                if model.reference is not None or job.baseline:
+                    with step("accuracy"):
+                        logits = evaluate(runner.infer, inputs, max(opts.sizes))
+                    if job.baseline:  # the --baseline file: every other row is compared with its logits
+                        model.reference = logits
                     accuracy = accuracy_result(model.reference, logits, labels)
                 stage = "timing"
                 if engines is None:
-                    timed = _time_batches(lambda b: contextlib.nullcontext(runner), inputs, opts.sizes, opts.timing,
-                                          opts.device_timing)
+                    with step("time"):
+                        timed = _time_batches(lambda b: contextlib.nullcontext(runner), inputs, opts.sizes,
+                                              opts.timing, opts.device_timing)
             if engines is not None:  # one engine loaded at a time, so peak memory is one engine's
-                timed = _time_batches(lambda b: load(engines[b]), inputs, opts.sizes, opts.timing,
-                                      opts.device_timing)
+                with step("time"):
+                    timed = _time_batches(lambda b: load(engines[b]), inputs, opts.sizes, opts.timing,
+                                          opts.device_timing)
         batches, warnings, device_scope = timed
         peak = mem.result()
     except Exception as e:  # noqa: BLE001 - a backend's failure is a result, reported with its reason
@@ -230,74 +254,170 @@ def _run_backend(name: str, spec: BackendSpec | None, prepare, model: _Model, da
                          warnings=tuple(warnings), device_scope=device_scope, **base)
 
 
-def _with_speedups(results: list[BackendResult]) -> tuple[list[BackendResult], str]:
-    """Speedup against PyTorch on the same device (torch for CPU rows, torch-cuda for GPU rows)."""
+def _with_speedups(results: list[BackendResult], busy: bool) -> tuple[list[BackendResult], str]:
+    """Speedup against the baseline: a --baseline file for every row, else PyTorch on the same device (torch for
+    CPU rows, torch-cuda for GPU rows). A speedup is flagged unstable when either timing varied (high CoV) or the
+    machine was busy: the ratio of two latencies is only as good as the worse of them."""
     ok = {r.name: r for r in results if r.ok}
-    refs = {"cpu": ok.get("torch"), "cuda": ok.get("torch-cuda") or ok.get("torch")}
+    chosen = next((r for r in results if r.baseline), None)
+    if chosen is not None:
+        refs = {"cpu": chosen if chosen.ok else None, "cuda": chosen if chosen.ok else None}
+    else:
+        refs = {"cpu": ok.get("torch"), "cuda": ok.get("torch-cuda") or ok.get("torch")}
+    baselines = {r.name for r in refs.values() if r is not None}
     out = []
     for r in results:
         ref = refs.get(r.device)
+        r = dataclasses.replace(r, baseline=r.name in baselines)
         if ref is None or not r.ok:
             out.append(r)
             continue
-        batches = tuple(dataclasses.replace(b, speedup_vs_baseline=(rb.host.latency_ms_median / b.host.latency_ms_median
-                                                                     if (rb := ref.batch(b.batch_size)) else None))
-                        for b in r.batches)
-        out.append(dataclasses.replace(r, batches=batches))
+        batches = []
+        for b in r.batches:
+            rb = ref.batch(b.batch_size)
+            shaky = rb is not None and ref.name != r.name and (busy or b.host.unstable or rb.host.unstable)
+            batches.append(dataclasses.replace(
+                b, speedup_vs_baseline=rb.host.latency_ms_median / b.host.latency_ms_median if rb else None,
+                speedup_unstable=shaky))
+        out.append(dataclasses.replace(r, batches=tuple(batches)))
+    if chosen is not None:
+        return out, chosen.name if chosen.ok else f"none ({chosen.name} did not run)"
     names = [n for n in ("torch", "torch-cuda") if n in ok]
     return out, " / ".join(names) if names else "none (no PyTorch baseline ran)"
 
 
+class _FirstSyntheticWarning(logging.Filter):
+    """Lets one 'SYNTHETIC DATA' warning of the data loader through per benchmark: the bench data and the INT8
+    calibration data (and each input format) are loaded separately, and one warning says it for all of them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("SYNTHETIC DATA"):
+            return True
+        seen, self.seen = self.seen, True
+        return not seen
+
+
+def _select_backends(backends: str | Sequence[str] | None, device: str | None) -> tuple[BackendSpec, ...]:
+    """The backends to run: those named (all on ``device`` when one is given), else the defaults for the device."""
+    if backends is None:
+        return parse_backends(DEFAULT_GPU_BACKENDS if device == "cuda" else DEFAULT_BACKENDS)
+    specs = parse_backends(backends)
+    other = [s.name for s in specs if device is not None and s.device != device]
+    if other:
+        raise UsageError(f"--device {device}, but {', '.join(other)} {'runs' if len(other) == 1 else 'run'} on "
+                         f"{'the GPU' if device == 'cpu' else 'the CPU'}; drop {'it' if len(other) == 1 else 'them'} "
+                         f"from --backends or change --device")
+    return specs
+
+
+def _check_device(device: str | None) -> None:
+    if device is None:
+        return
+    if device not in DEVICES:
+        raise UsageError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+    if device == "cuda":
+        from rtresnet.environment import gpu_info
+
+        if gpu_info() is None:
+            raise RtresnetError("--device cuda, but no CUDA GPU is visible to PyTorch (check nvidia-smi and that "
+                                "PyTorch is a CUDA build); use --device cpu on this machine")
+
+
 def run(arch: str | None = None, *, weights: str | Path | None = None, num_classes: int | None = None,
         in_channels: int = 3, input_size: int | tuple[int, int] = 224,
-        backends: str | Sequence[str] = DEFAULT_BACKENDS, models: Sequence[str | Path] = (),
+        backends: str | Sequence[str] | None = None, models: Sequence[str | Path] = (),
+        baseline: str | Path | None = None, device: str | None = None,
         batch_sizes: Sequence[int] = (1,), timing: TimingConfig | None = None, threads: int | None = None,
         data: str | Path = "synthetic", samples: int | None = None, calib_data: str | Path | None = None,
-        calib_size: int = 256, calib_method: str = "entropy", seed: int = 0,
+        calib_size: int = 512, calib_method: str = "entropy", seed: int = 0,
         preprocessing: Preprocessing | None = None, min_top1: float | None = None,
         max_top1_drop: float | None = None, work_dir: str | Path | None = None,
         device_timing: bool = True) -> BenchReport:
     """Benchmark ``backends`` of ``arch`` (made here through export/precision/build) or existing ``models`` files
-    against PyTorch eager FP32 on the same inputs: latency, throughput, accuracy, size, memory.
+    against a baseline on the same inputs: latency, throughput, accuracy, size, memory.
 
-    ``min_top1`` (%) and ``max_top1_drop`` (points) are gates: misses land in ``report.gate_failures``.
+    The baseline is PyTorch eager FP32 (with ``arch``, or ``models`` plus ``weights``), or ``baseline``: one of the
+    ``models`` files, which the others are then compared with directly (no PyTorch needed). ``backends`` default to
+    DEFAULT_BACKENDS (DEFAULT_GPU_BACKENDS with ``device="cuda"``); ``device`` restricts them to one device.
+    ``min_top1`` (%) and ``max_top1_drop`` (points) are gates on every row but the baseline's: misses land in
+    ``report.gate_failures``.
     Example: ``run("resnet18", backends="torch,onnxruntime,onnxruntime-int8", batch_sizes=(1, 8))``.
     """
-    import torch
-
     from rtresnet.environment import cpu_info
 
     if (arch is None) == (not models):
         raise RtresnetError("give an architecture (--arch) or model files (--models), not both or neither")
+    _check_device(device)
     sizes = _sizes(batch_sizes)
     timing = timing or TimingConfig()
     threads = threads or cpu_info()["usable_cores"]
     if threads < 1:
         raise RtresnetError(f"threads must be at least 1, got {threads}")
     validate_gates(min_top1, max_top1_drop)
-    # --models files are compared with the PyTorch baseline when its weights are given
-    specs = parse_backends(backends) if arch is not None else (BACKENDS["torch"],) if weights is not None else ()
-    old_threads = torch.get_num_threads()
+    files = [Path(m) for m in models]
+    if baseline is not None and arch is not None:
+        raise UsageError("--baseline picks one of the --models files; with --arch the baseline is PyTorch")
+    chosen = _baseline_file(files, baseline)
+    # --models files are compared with the PyTorch baseline when its weights are given (and no file is the baseline)
+    specs = (_select_backends(backends, device) if arch is not None else
+             (BACKENDS["torch-cuda" if device == "cuda" else "torch"],) if weights is not None else ())
+    uses_torch = arch is not None or weights is not None
+    torch = None
+    if uses_torch:
+        import torch
+    old_threads = torch.get_num_threads() if torch else None
     tmp = tempfile.TemporaryDirectory(prefix="rtresnet-bench-") if work_dir is None else None
     folder = Path(tmp.name if tmp else work_dir)  # type: ignore[arg-type]
     folder.mkdir(parents=True, exist_ok=True)
     opts = _Options(sizes, timing, threads, data, samples, calib_data, calib_size, calib_method, seed, min_top1,
-                    max_top1_drop, device_timing)
+                    max_top1_drop, device_timing, device)
+    synthetic_once = _FirstSyntheticWarning()
+    data_log = logging.getLogger("rtresnet.data.datasets")
+    data_log.addFilter(synthetic_once)
     try:
-        torch.set_num_threads(threads)  # the baseline gets the same cores as onnxruntime
+        if torch is not None:
+            torch.set_num_threads(threads)  # the baseline gets the same cores as onnxruntime
         if arch is not None:
             model, torch_model = _arch_model(arch, weights, num_classes, in_channels, input_size, preprocessing,
                                              str(data), folder)
         else:
-            model, torch_model = _files_model([Path(m) for m in models], weights)
-        return _run(model, torch_model, specs, [Path(m) for m in models], opts, folder)
+            model, torch_model = _files_model(files, None if chosen is not None and weights is None else weights,
+                                              device)
+        return _run(model, torch_model, specs, files, chosen, opts, folder)
     finally:
-        torch.set_num_threads(old_threads)
+        data_log.removeFilter(synthetic_once)
+        if torch is not None:
+            torch.set_num_threads(old_threads)
         if tmp is not None:
             tmp.cleanup()
 
 
-def _files_model(models: list[Path], weights: str | Path | None) -> tuple[_Model, Any]:
+def _baseline_file(files: list[Path], baseline: str | Path | None) -> Path | None:
+    """The --models file named by ``baseline`` (as given, or the same file by another path)."""
+    if baseline is None:
+        return None
+    wanted = Path(baseline)
+    for f in files:
+        if f == wanted or (f.exists() and wanted.exists() and f.resolve() == wanted.resolve()):
+            return f
+    raise UsageError(f"--baseline {baseline} is not one of the --models files ({', '.join(str(f) for f in files)}); "
+                     f"give one of them")
+
+
+def _file_label(path: Path, info: ModelInfo, device: str | None) -> str:
+    """``ort int8``, ``trt fp16``: the runtime from the sidecar (a bare ONNX file runs on onnxruntime)."""
+    from rtresnet.sidecar import read_sidecar, sidecar_path
+
+    runtime = read_sidecar(path, verify_hash=False).backend if sidecar_path(path).is_file() else "onnxruntime"
+    where = "cuda" if runtime == "tensorrt" else device or "cpu"
+    return short_label(runtime, info.precision, where)
+
+
+def _files_model(models: list[Path], weights: str | Path | None, device: str | None) -> tuple[_Model, Any]:
     """The network behind ``--models`` files (all must be the same one) and, with ``weights``, its PyTorch model."""
     infos = [_artifact_info(p) for p in models]
     first = infos[0]
@@ -306,22 +426,62 @@ def _files_model(models: list[Path], weights: str | Path | None) -> tuple[_Model
             raise RtresnetError(f"{p} is a {i.arch} {i.input_size} model with {i.num_classes} classes but "
                                 f"{models[0]} is {first.arch} {first.input_size} with {first.num_classes}; "
                                 f"bench models of one network together")
+    if device == "cpu":
+        gpu_only = [str(p) for p, i in zip(models, infos, strict=True) if _file_label(p, i, device).startswith("trt")]
+        if gpu_only:
+            what = "is a TensorRT engine" if len(gpu_only) == 1 else "are TensorRT engines"
+            raise UsageError(f"--device cpu, but {', '.join(gpu_only)} {what}, which run on the GPU only; drop "
+                             f"{'it' if len(gpu_only) == 1 else 'them'} or use --device cuda")
+    labels = [_file_label(p, i, device) for p, i in zip(models, infos, strict=True)]
+    model = _Model(info=first, weights=weights, file_labels=_unique(labels))
     if weights is None:
-        return _Model(info=first, weights=None), None
+        return model, None
     from rtresnet.models.factory import load_model
 
     loaded = load_model(first.arch, weights=weights, num_classes=first.num_classes, in_channels=first.in_channels)
-    return _Model(info=first, weights=weights), loaded.model
+    return model, loaded.model
 
 
-def _run(model: _Model, torch_model: Any, specs: tuple[BackendSpec, ...], models: list[Path], opts: _Options,
-         folder: Path) -> BenchReport:
+def _unique(labels: list[str]) -> list[str]:
+    """Labels numbered where two files would share one (``ort int8 #1``, ``ort int8 #2``)."""
+    out, seen = [], {}
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(f"{label} #{seen[label]}" if labels.count(label) > 1 else label)
+    return out
+
+
+def _guessed_labels(data: str | Path, info: ModelInfo) -> str | None:
+    """Why the labels of an ImageFolder ``data`` cannot be trusted for ``info``'s model, or None when they can.
+    Without class names in the model, folders are matched to classes in sorted name order; that holds for a
+    folder per class (a model trained on this layout), not for bird/cat/dog against 1000 classes."""
+    from rtresnet.preprocess import find_images
+
+    path = Path(str(data)).expanduser()
+    if info.labels or not path.is_dir():
+        return None  # matched by name (or refused by the loader, which then loads no labels)
+    names = sorted({p.relative_to(path).parts[0] for p in find_images(path)})
+    if len(names) == info.num_classes:
+        return None
+    few = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    return (f"class folders {few} in {path} cannot be matched to the model's classes: {len(names)} folders for "
+            f"{info.num_classes} classes, and the model has no class names; reporting agreement with the baseline, "
+            f"no top-1 (give weights or a model file that carry class names, or one folder per class)")
+
+
+def _run(model: _Model, torch_model: Any, specs: tuple[BackendSpec, ...], models: list[Path],
+         chosen: Path | None, opts: _Options, folder: Path) -> BenchReport:
     from rtresnet.data.datasets import load_dataset
 
     data, seed, sizes = opts.data, opts.seed, opts.sizes
     size = opts.samples or (SYNTHETIC_SAMPLES if str(data) == "synthetic" else None)
-    dataset = load_dataset(data, model.info, size=size, seed=seed, split="test")
+    with step("data"):
+        dataset = load_dataset(data, model.info, size=size, seed=seed, split="test")
     inputs, labels = dataset.inputs, dataset.labels
+    untrusted = _guessed_labels(data, model.info) if labels is not None else None
+    if untrusted:
+        log.warning("%s", untrusted)
+        labels = None
     cache = {model.info.input_format: (inputs, labels)}
 
     def data_for(info: ModelInfo) -> tuple[np.ndarray, np.ndarray | None]:
@@ -329,40 +489,46 @@ def _run(model: _Model, torch_model: Any, specs: tuple[BackendSpec, ...], models
         if info.input_format not in cache:
             ds = load_dataset(data, dataclasses.replace(model.info, input_format=info.input_format), size=size,
                               seed=seed, split="test")
-            cache[info.input_format] = (ds.inputs, ds.labels)
+            cache[info.input_format] = (ds.inputs, None if untrusted else ds.labels)
         return cache[info.input_format]
 
     if labels is None and (opts.min_top1 is not None or opts.max_top1_drop is not None):
-        raise RtresnetError(f"--min-top1/--max-top1-drop need labeled data, but {dataset.source} has no labels; "
+        why = "its class folders do not match the model's classes" if untrusted else "it has no labels"
+        raise RtresnetError(f"--min-top1/--max-top1-drop need labeled data, but {why} ({dataset.source}); "
                             f"use --data digits or an ImageFolder directory (one folder per class)")
-    if torch_model is not None:
-        model.reference = _reference_logits(torch_model, inputs, max(sizes))
-    else:
-        log.warning("no PyTorch weights for %s: pass --weights to compare the models with PyTorch FP32",
-                    model.info.arch)
+    # with a --baseline file, its logits become the reference when its row runs (first)
+    if torch_model is not None and chosen is None:
+        with step("accuracy"):
+            model.reference = _reference_logits(torch_model, inputs, max(sizes))
+    elif chosen is None:
+        log.warning("no PyTorch weights for %s: pass --weights to compare the models with PyTorch FP32, or "
+                    "--baseline FILE to compare them with one of the files", model.info.arch)
     del torch_model
     # INT8 calibrates on --calib-data, else on the bench data (quantize_int8 takes digits' train split)
     workspace = Workspace(folder, weights=model.weights, info=model.info,
                           max_batch=max(sizes), calib_data=opts.calib_data or data, calib_size=opts.calib_size,
                           calib_method=opts.calib_method, seed=seed)
 
-    jobs: list[tuple[str, BackendSpec | None, Any]] = []
+    jobs: list[_Job] = []
     for spec in specs:
         prepare = ((lambda: None) if spec.runtime == "torch" else
                    (lambda s=spec: workspace.engines(s, sizes)) if spec.runtime == "tensorrt" else
                    (lambda s=spec: workspace.engine(s)))
-        jobs.append((spec.name, spec, prepare))
-    for p in models:
-        jobs.append((p.name, None, lambda p=p: p))
+        jobs.append(_Job(spec.name, short_label(spec.runtime, spec.precision, spec.device, spec.channels_last),
+                         spec, prepare))
+    for p, label in zip(models, model.file_labels, strict=True):
+        jobs.append(_Job(p.name, label, None, lambda p=p: p, baseline=p == chosen))
+    jobs.sort(key=lambda j: not j.baseline)  # the baseline file first: its logits are the others' reference
     load_before = load_average()
-    results = [_run_backend(name, spec, prepare, model, data_for, opts)
-               for name, spec, prepare in track(jobs, total=len(jobs), description="benchmarking")]
-    results, baseline = _with_speedups(results)
+    results = [_run_backend(job, model, data_for, opts)
+               for job in track(jobs, total=len(jobs), description="benchmarking")]
     env = environment_block(opts.threads)
     load_after = load_average()
     env["load_average_1m"] = {"before": load_before[0] if load_before else None,
                               "after": load_after[0] if load_after else None}
-    notes = [n for n in (busy_note(load_before, load_after, env["cpu"]["usable_cores"]),) if n]
+    busy = busy_note(load_before, load_after, env["cpu"]["usable_cores"])
+    results, baseline = _with_speedups(results, busy=busy is not None)
+    notes = [n for n in (busy,) if n]
     gpu = any(r.device == "cuda" and r.ok for r in results)
     if any(r.ok and r.device == "cuda" and r.precision == "fp32" for r in results):
         notes.append(FP32_GPU_NOTE)
@@ -380,7 +546,7 @@ def _run(model: _Model, torch_model: Any, specs: tuple[BackendSpec, ...], models
                 "host_scope": HOST_SCOPE, "device_scope": device_scope, "unstable_cov": UNSTABLE_COV},
         memory_method=memory_method(gpu), environment=env, baseline=baseline, notes=tuple(notes),
         backends=tuple(results), gates={"min_top1_pct": opts.min_top1, "max_top1_drop_pts": opts.max_top1_drop},
-        gate_failures=check_gates(results, opts.min_top1, opts.max_top1_drop))
+        gate_failures=check_gates(results, opts.min_top1, opts.max_top1_drop), machine_busy=busy is not None)
 
 
-__all__ = ["BACKENDS", "DEFAULT_BACKENDS", "run"]
+__all__ = ["BACKENDS", "DEFAULT_BACKENDS", "DEFAULT_GPU_BACKENDS", "DEVICES", "run"]

@@ -27,6 +27,9 @@ class BatchResult:
     device_throughput_img_s: float | None
     speedup_vs_baseline: float | None       # baseline median host latency / this one, same batch size
     warmup_iters: int
+    # the speedup is not to be trusted: this row's or the baseline's timing at this batch size was unstable (CoV
+    # above stats.UNSTABLE_COV), or the machine was busy during the run
+    speedup_unstable: bool = False
 
     @classmethod
     def from_dict(cls, d: dict) -> BatchResult:
@@ -69,6 +72,8 @@ class BackendResult:
     accuracy: AccuracyResult | None = None
     warnings: tuple[str, ...] = ()
     device_scope: str | None = None          # how device latency was timed: a key of timing.DEVICE_SCOPES
+    label: str = ""                          # short row label of the terminal table ("ort int8", "trt fp16")
+    baseline: bool = False                   # the row speedups and agreement are measured against
 
     @property
     def ok(self) -> bool:
@@ -108,6 +113,7 @@ class BenchReport:
     gates: dict = field(default_factory=dict)  # {"min_top1_pct": .., "max_top1_drop_pts": ..}
     gate_failures: tuple[GateFailure, ...] = ()
     notes: tuple[str, ...] = ()              # run-wide warnings (e.g. a busy machine)
+    machine_busy: bool = False               # other load on the cores during the run (see notes)
 
     @property
     def passed(self) -> bool:

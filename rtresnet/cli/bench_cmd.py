@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import click
 
 from rtresnet.bench.backends import BACKENDS
-from rtresnet.bench.harness import DEFAULT_BACKENDS
+from rtresnet.bench.harness import DEFAULT_BACKENDS, DEFAULT_GPU_BACKENDS, DEVICES
 
 GATE_EXIT_CODE = 3
 
@@ -30,9 +32,16 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 @click.option("--weights", default=None, help="Named weights (IMAGENET1K_V2) or a checkpoint; random if omitted.")
 @click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Classifier size (default: weights').")
 @click.option("--in-channels", type=click.IntRange(min=1), default=3, show_default=True, help="Input channels.")
-@click.option("--input-size", type=click.IntRange(min=8), default=224, show_default=True, help="Square input size.")
-@click.option("--backends", default=",".join(DEFAULT_BACKENDS), show_default=True,
-              help=f"Comma-separated, from: {', '.join(BACKENDS)}.")
+@click.option("--input-size", type=click.IntRange(min=8), default=224, show_default=True,
+              help="Square input size (--arch only: model files have their own).")
+@click.option("--backends", default=None,
+              help=f"Comma-separated, from: {', '.join(BACKENDS)} [default: {','.join(DEFAULT_BACKENDS)}; with "
+                   f"--device cuda: {','.join(DEFAULT_GPU_BACKENDS)}]. Not with model files.")
+@click.option("--device", type=click.Choice(DEVICES), default=None,
+              help="Only backends on this device (an error if it has none here) [default: both].")
+@click.option("--baseline", type=click.Path(path_type=Path), default=None,
+              help="One of the model files: compare the others with it (speedup and agreement) instead of PyTorch.")
+@click.option("--wide", is_flag=True, help="Every column (size, RSS, CoV, agreement, files) in the table.")
 @click.option("--batch-sizes", default="1", show_default=True, callback=_int_list, help="e.g. 1,8,32")
 @click.option("--warmup", type=click.IntRange(min=0), default=None, help="Warm-up iterations [default: 3].")
 @click.option("--warmup-s", type=click.FloatRange(min=0), default=None, help="Warm-up seconds instead.")
@@ -46,12 +55,13 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 @click.option("--samples", type=click.IntRange(min=1), default=None,
               help="Samples for accuracy [default: all of a folder/digits, 64 synthetic].")
 @click.option("--calib-data", default=None, help="INT8 calibration data [default: --data; digits train split].")
-@click.option("--calib-size", type=click.IntRange(min=1), default=256, show_default=True,
-              help="INT8 calibration samples.")
+@click.option("--calib-size", type=click.IntRange(min=1), default=512, show_default=True,
+              help="INT8 calibration samples (as build; NVIDIA recommends at least 500).")
 @click.option("--calib-method", type=click.Choice(("entropy", "minmax", "percentile")), default="entropy",
               show_default=True, help="INT8 calibration method.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling the data.")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None, help="Write the JSON report.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, allow_dash=True), default=None,
+              help="Write the JSON report; '-' writes it to stdout, and the table then goes to stderr.")
 @click.option("--csv", "csv_path", type=click.Path(path_type=Path), default=None, help="Write a CSV (one row per "
               "backend and batch size).")
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), default=None,
@@ -64,16 +74,20 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 @click.option("--work-dir", type=click.Path(path_type=Path), default=None,
               help="Keep the ONNX/engines here (reused by later runs) [default: a temporary folder].")
 def bench(model_files: tuple[Path, ...], arch: str | None, models_flag: bool, weights: str | None,
-          num_classes: int | None, in_channels: int, input_size: int, backends: str, batch_sizes: tuple[int, ...],
+          num_classes: int | None, in_channels: int, input_size: int, backends: str | None, device: str | None,
+          baseline: Path | None, wide: bool, batch_sizes: tuple[int, ...],
           warmup: int | None, warmup_s: float | None, iters: int | None, duration_s: float | None,
           threads: int | None, data: str, samples: int | None, calib_data: str | None, calib_size: int,
           calib_method: str, seed: int, json_path: Path | None, csv_path: Path | None, markdown_path: Path | None,
           plot_path: Path | None, min_top1: float | None, max_top1_drop: float | None, work_dir: Path | None) -> None:
     """Benchmark backends against PyTorch eager FP32 on the same inputs, batch sizes and threads.
 
-    Prints one row per backend and batch size: status, size, top-1 and its drop, agreement with PyTorch, p50/p99
-    latency (host to host), CoV, images/s and speedup. A backend that cannot run here gets a row with the reason.
-    Exit status: 0 ok, 1 error, 3 a --min-top1/--max-top1-drop gate failed.
+    Prints one row per backend and batch size: label (torch, ort int8, trt fp16...), top-1 and its drop (or the
+    agreement with the baseline on unlabeled data), p50/p99 latency (host to host), images/s and speedup, then one
+    line: the fastest backend and each gate passed or failed. --wide adds size, memory, CoV, agreement and files.
+    A speedup marked ? was timed while the timing was unstable (see the footnote). A backend that cannot run here
+    gets a row with the reason. With --json - the JSON report is the only thing on stdout (the table goes to
+    stderr). Exit status: 0 ok, 1 error, 2 usage error, 3 a --min-top1/--max-top1-drop gate failed.
 
     \b
     Example:
@@ -82,44 +96,65 @@ def bench(model_files: tuple[Path, ...], arch: str | None, models_flag: bool, we
       rtresnet bench --arch resnet18 --weights digits.safetensors --in-channels 1 --num-classes 10 \\
           --input-size 32 --data digits --max-top1-drop 1
       rtresnet bench --models engines/resnet50.int8.onnx engines/resnet50.onnx --weights IMAGENET1K_V2
+      rtresnet bench --models b.onnx a.onnx --baseline a.onnx --json - | jq .backends[0].accuracy
     """
     from rich.console import Console
 
-    from rtresnet.bench import TimingConfig, rich_table, run, write_reports
-    from rtresnet.cli import ui
+    from rtresnet.bench import TimingConfig, run, write_reports
+    from rtresnet.bench.report import rich_table, summary_line, terminal_table
     from rtresnet.fileutil import check_output_path
 
+    ctx = click.get_current_context()
     if models_flag and not model_files:
         raise click.UsageError("--models needs one or more engine/ONNX files after it")
     if arch is not None and model_files:
         raise click.UsageError("give --arch or model files, not both")
     if arch is None and not model_files:
         raise click.UsageError("give --arch NAME or --models FILE...")
+    if model_files:  # model files fix these themselves: an option that would be ignored is an error
+        given = [f"--{name.replace('_', '-')}" for name in ("input_size", "backends", "num_classes", "in_channels")
+                 if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --arch only; "
+                                   f"model files have their own input size and classes and are the backends")
+    elif baseline is not None:
+        raise click.UsageError("--baseline picks one of the --models files; with --arch the baseline is PyTorch")
     if warmup is not None and warmup_s is not None:
         raise click.UsageError("--warmup and --warmup-s are alternatives; give one")
     if iters is not None and duration_s is not None:
         raise click.UsageError("--iters and --duration-s are alternatives; give one")
-    for path in (json_path, csv_path, markdown_path, plot_path):
+    json_stdout = json_path is not None and str(json_path) == "-"
+    for path in (None if json_stdout else json_path, csv_path, markdown_path, plot_path):
         if path is not None:
             check_output_path(path)  # refuse an unwritable path before minutes of benchmarking
     report = run(arch, weights=weights, num_classes=num_classes, in_channels=in_channels, input_size=input_size,
-                 backends=backends, models=model_files, batch_sizes=batch_sizes,
+                 backends=backends, models=model_files, baseline=baseline, device=device, batch_sizes=batch_sizes,
                  timing=TimingConfig(warmup_iters=warmup, warmup_s=warmup_s, iters=iters, duration_s=duration_s),
                  threads=threads, data=data, samples=samples, calib_data=calib_data, calib_size=calib_size,
                  calib_method=calib_method, seed=seed, min_top1=min_top1, max_top1_drop=max_top1_drop,
                  work_dir=work_dir)
-    # piped output (CI logs, files) gets the full table instead of columns squeezed to 80 characters
-    console = ui.stdout if ui.stdout.is_terminal else Console(width=220)
-    console.print(rich_table(report))
+    # the table's width: the terminal's (or COLUMNS); piped without COLUMNS, wide enough not to fold a label
+    stream = sys.stderr if json_stdout else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS", "").isdigit() else 160
+    console = Console(file=stream, width=width, soft_wrap=False)
+    table = terminal_table(report, wide=wide, width=console.width)
+    if wide and table.width() > console.width:
+        console.width = table.width()  # every column was asked for: the terminal may wrap lines, not numbers
+    console.print(rich_table(report, wide=wide, width=console.width))
+    for line in table.footnotes:
+        click.echo(line, err=json_stdout)
     for note in report.notes:
         click.echo(f"warning: {note}", err=True)
     for b in report.backends:
         for w in b.warnings:
             click.echo(f"warning: {b.name}: {w}", err=True)
-    for path in write_reports(report, json_path=json_path, csv_path=csv_path, markdown_path=markdown_path,
-                              plot_path=plot_path):
+    if json_stdout:
+        click.echo(report.to_json())
+    for path in write_reports(report, json_path=None if json_stdout else json_path, csv_path=csv_path,
+                              markdown_path=markdown_path, plot_path=plot_path):
         click.echo(f"wrote {path}", err=True)
+    for g in report.gate_failures:
+        click.echo(f"gate failed: {g.message}", err=True)
+    click.echo(summary_line(report), err=json_stdout)
     if report.gate_failures:
-        for g in report.gate_failures:
-            click.echo(f"gate failed: {g.message}", err=True)
         raise click.exceptions.Exit(GATE_EXIT_CODE)

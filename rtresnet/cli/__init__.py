@@ -125,6 +125,7 @@ def main(ctx: click.Context, debug: bool, verbose: bool, quiet: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    ctx.obj["verbose"] = verbose
     ctx.obj["quiet"] = quiet and not (debug or verbose)
     from rtresnet.cli.ui import setup_logging
 

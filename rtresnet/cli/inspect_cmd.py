@@ -23,7 +23,8 @@ def inspect_cmd(ctx: click.Context, path: str, as_json: bool, wide: bool) -> Non
       rtresnet inspect engines/resnet50-int8.onnx
       rtresnet inspect engines/resnet50_int8.engine --json | jq .sidecar.gpu
     """
-    from rtresnet.inspection import format_report, inspect_model
+    from rtresnet.inspection import inspect_model
+    from rtresnet.inspection_text import format_report
 
     report = inspect_model(path)
     if as_json:

@@ -142,6 +142,7 @@ def _conversion(onnx_path: Path, info: ModelInfo, precision: str, int8_target: s
               "target": int8_target, "high_precision": c.high_precision if int8_target == "tensorrt" else None,
               "calib_size": c.calib_size, "calib_batch": c.calib_batch, "seed": c.seed, "exclude": list(c.exclude),
               "keep_io_layers_float": c.keep_io_layers_float, **describe_calib_data(c.calib_data).record()}
+    record = {k: v for k, v in record.items() if v is not None and v is not False and v != []}  # unset: absent
     conversion = {"from": "fp32", "to": "int8", "rtresnet": __version__,
                   "onnxruntime": package_version("onnxruntime") or package_version("onnxruntime-gpu")}
     return conversion, record

@@ -102,8 +102,7 @@ def format_report(report: ModelReport, *, wide: bool = False, width: int | None 
                                 f"{' '.join(s.cpu.get('isa') or []) or 'n/a'})")
         row("flags", ", ".join(f"{k}={v}" for k, v in sorted(s.flags.items())) or "none")
         if s.calibration:
-            row("calibration", [f"{k} {v[:16] + '...' if k == 'cache_key' and isinstance(v, str) else v}"
-                                for k, v in sorted(s.calibration.items())])
+            row("calibration", _calibration_parts(dict(s.calibration)))
         row("source onnx", f"{s.extra.get('onnx_path', '?')} (sha256 {s.onnx_sha256[:16]}...)")
         for k, v in sorted(s.extra.items()):
             if k not in ("onnx_path", "build_command"):
@@ -131,3 +130,17 @@ def _shell_lines(command: str, width: int, indent: int) -> list[str]:
         else:
             current += (" " if current.strip() else "") + word
     return lines + [current]
+
+
+def _calibration_parts(cal: dict) -> list[str]:
+    """What a reader asks first (method, target, how many samples of which data), then the rest by name."""
+    parts = [f"method {cal.pop('method')}"] if "method" in cal else []
+    parts += [f"target {cal.pop('target')}"] if "target" in cal else []
+    if "data" in cal:
+        samples = cal.pop("samples", None)
+        kind, fingerprint = cal.pop("data_kind", None), cal.pop("data_fingerprint", None)
+        cal.pop("data_count", None)
+        parts.append(f"{samples if samples is not None else '?'} samples of {kind + ' ' if kind else ''}"
+                     f"{cal.pop('data')}" + (f" (fingerprint {fingerprint})" if fingerprint else ""))
+    return parts + [f"{k} {v[:16] + '...' if k == 'cache_key' and isinstance(v, str) else v}"
+                    for k, v in sorted(cal.items())]

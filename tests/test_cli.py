@@ -126,3 +126,25 @@ def test_ctrl_c_exits_130_and_leaves_nothing_half_written(tmp_path):
     assert proc.returncode == 130, err
     assert err.strip().splitlines()[-1] == "error: interrupted" and "Traceback" not in err
     assert out == "" and list((home / "digits").iterdir()) == []
+
+
+def test_piped_tables_keep_whole_lines():
+    """Piped into a file or CI log (no terminal, no COLUMNS), tables are not squeezed to rich's 80 columns: each
+    backend's reason and fix stay on one line, as a user greps for them."""
+    import os
+    import subprocess
+    import sys
+
+    from rtresnet.doctor import diagnose
+
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    out = subprocess.run([sys.executable, "-m", "rtresnet", "doctor"], env=env, capture_output=True, text=True,
+                         timeout=120).stdout
+    lines = out.splitlines()
+    unusable = [b for b in diagnose().backends if not b.usable]  # (a usable one's detail has this process' threads)
+    if not unusable:  # a machine with every backend (never CI: it has no GPU)
+        pytest.skip("every backend is usable here: no long reason to print")
+    for b in unusable:
+        assert any(b.detail in line for line in lines), b.detail
+        if b.fix:
+            assert any(f"-> {b.fix}" in line for line in lines), b.fix

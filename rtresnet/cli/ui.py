@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import click
 from rich.console import Console
 
-stderr = Console(stderr=True)
-stdout = Console()
+
+def _console(stderr: bool = False) -> Console:
+    """A terminal gets its own width; a pipe or file (CI logs, `| less`) gets whole lines instead of rich's
+    80-column default, unless COLUMNS says otherwise."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=stderr, width=PIPE_WIDTH)
+    return console
+
+
+PIPE_WIDTH = 250
+stderr = _console(stderr=True)
+stdout = _console()
 
 _PREFIX = {logging.DEBUG: "debug: ", logging.WARNING: "warning: ", logging.ERROR: "error: ",
            logging.CRITICAL: "error: "}

@@ -190,7 +190,7 @@ def _run_backend(job: _Job, model: _Model, data_for, opts: _Options) -> BackendR
     base = {"name": name, "runtime": spec.runtime if spec else "", "precision": spec.precision if spec else "",
             "device": spec.device if spec else "cpu", "label": job.label, "baseline": job.baseline}
     if spec is not None and (reason := unavailable_reason(spec)):
-        log.warning("%s: unavailable (%s)", name, reason)
+        log.debug("%s: unavailable (%s)", name, reason)  # a row of the report, with its reason
         return BackendResult(status="unavailable", reason=reason, **base)
     stage = "build"
     try:

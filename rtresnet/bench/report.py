@@ -77,11 +77,10 @@ def speedup_note(report: BenchReport) -> str | None:
     """The footnote of the speedups marked ``?``, or None when none is."""
     if not any(r.speedup_unstable for b in report.backends for r in b.batches):
         return None
-    why = (f"timing varied (CoV above {UNSTABLE_COV:.0%}) in that row or in the baseline's at the same batch size"
-           + (", on a machine busy with other work" if report.machine_busy else ""))
-    if report.machine_busy and not any(r.host.unstable for b in report.backends for r in b.batches):
-        why = "the machine was busy with other work during the run"
-    return f"? speedup unreliable: {why}; rerun on an idle machine, timing longer (--duration-s)"
+    unstable = any(r.host.unstable for b in report.backends for r in b.batches)
+    why = " and ".join(w for w, on in ((f"timing varied (CoV above {UNSTABLE_COV:.0%}) in the row or the baseline",
+                                        unstable), ("the machine was busy", report.machine_busy)) if on)
+    return f"? speedup unreliable: {why}; rerun on an idle machine (--duration-s to time longer)"
 
 
 def csv_text(report: BenchReport) -> str:

@@ -38,7 +38,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
               help=f"Comma-separated, from: {', '.join(BACKENDS)} [default: {','.join(DEFAULT_BACKENDS)}; with "
                    f"--device cuda: {','.join(DEFAULT_GPU_BACKENDS)}]. Not with model files.")
 @click.option("--device", type=click.Choice(DEVICES), default=None,
-              help="Only backends on this device (an error if it has none here) [default: both].")
+              help="Only backends on this device; an error when this machine has no such device [default: any].")
 @click.option("--baseline", type=click.Path(path_type=Path), default=None,
               help="One of the model files: compare the others with it (speedup and agreement) instead of PyTorch.")
 @click.option("--wide", is_flag=True, help="Every column (size, RSS, CoV, agreement, files) in the table.")
@@ -85,8 +85,8 @@ def bench(model_files: tuple[Path, ...], arch: str | None, models_flag: bool, we
     Prints one row per backend and batch size: label (torch, ort int8, trt fp16...), top-1 and its drop (or the
     agreement with the baseline on unlabeled data), p50/p99 latency (host to host), images/s and speedup, then one
     line: the fastest backend and each gate passed or failed. --wide adds size, memory, CoV, agreement and files.
-    A speedup marked ? was timed while the timing was unstable (see the footnote). A backend that cannot run here
-    gets a row with the reason. With --json - the JSON report is the only thing on stdout (the table goes to
+    A speedup marked ? rests on unstable timing or a busy machine (see the footnote). A backend that cannot run
+    here gets a row with the reason. With --json - the JSON report is the only thing on stdout (the table goes to
     stderr). Exit status: 0 ok, 1 error, 2 usage error, 3 a --min-top1/--max-top1-drop gate failed.
 
     \b

@@ -158,7 +158,7 @@ def test_cli_rejects_bad_input():
 
 def test_cli_models_mode(report, checkpoint):
     _, work = report
-    engine = next(work.glob("*.fp32.onnxruntime.onnx"))
+    engine = next(work.glob("*_fp32_b1-*_ort*.onnx"))
     result = CliRunner().invoke(main, ["bench", "--models", str(engine), "--weights", str(checkpoint),
                                        "--threads", "1", "--warmup", "0", "--iters", "2", "--samples", "4"])
     assert result.exit_code == 0, result.output
@@ -205,7 +205,7 @@ def test_gpu_rows_have_device_scope(checkpoint):
 # --- issue 15: a table people can read, flags people reach for ---
 
 def _fp32_engine(report):
-    return next(report[1].glob("*.fp32.onnxruntime.onnx"))
+    return next(report[1].glob("*_fp32_b1-*_ort*.onnx"))
 
 
 @pytest.mark.parametrize("columns", [100, 80])

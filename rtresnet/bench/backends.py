@@ -153,19 +153,20 @@ class Workspace:
             if spec.precision == "fp32":
                 return fp32
             from rtresnet.precision import convert_fp16
+            from rtresnet.precision.naming import converted_path
 
-            return Path(convert_fp16(fp32, self.work_dir / f"{fp32.stem}.fp16.onnx", verify=False).path)
+            return Path(convert_fp16(fp32, converted_path(fp32, precision="fp16"), verify=False).path)
         from rtresnet.engine import build_engine
         from rtresnet.precision import CalibrationSettings
+        from rtresnet.precision.calib_cache import default_cache_dir
 
         calibration = CalibrationSettings(self.calib_data, method=self.calib_method, calib_size=self.calib_size,
-                                          seed=self.seed, cache_dir=self.work_dir / "calibration") \
+                                          seed=self.seed, cache_dir=default_cache_dir(self.work_dir)) \
             if spec.precision == "int8" else None
-        opt = opt_batch or self.max_batch
-        name = (f"{fp32.stem}.{spec.precision}.tensorrt.opt{opt}.plan" if spec.runtime == "tensorrt" else
-                f"{fp32.stem}.{spec.precision}.{spec.runtime}.onnx")
-        artifact = build_engine(fp32, precision=spec.precision, backend=spec.runtime, min_batch=1, opt_batch=opt,
-                                max_batch=self.max_batch, output=self.work_dir / name, calibration=calibration)
+        # build's own names (precision, calibration method, profile, opt batch, backend): one scheme everywhere
+        artifact = build_engine(fp32, precision=spec.precision, backend=spec.runtime, min_batch=1,
+                                opt_batch=opt_batch or self.max_batch, max_batch=self.max_batch,
+                                engine_dir=self.work_dir, calibration=calibration)
         return Path(artifact.path)
 
 

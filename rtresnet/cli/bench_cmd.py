@@ -95,7 +95,8 @@ def bench(model_files: tuple[Path, ...], arch: str | None, models_flag: bool, we
           --threads 2 --markdown bench.md --plot bench.png
       rtresnet bench --arch resnet18 --weights digits.safetensors --in-channels 1 --num-classes 10 \\
           --input-size 32 --data digits --max-top1-drop 1
-      rtresnet bench --models engines/resnet50.int8.onnx engines/resnet50.onnx --weights IMAGENET1K_V2
+      rtresnet bench --models engines/resnet50_int8-entropy_b1-32_ort1.32_cpu.onnx engines/resnet50.onnx \\
+          --weights IMAGENET1K_V2
       rtresnet bench --models b.onnx a.onnx --baseline a.onnx --json - | jq .backends[0].accuracy
     """
     from rich.console import Console

@@ -21,7 +21,7 @@ def inspect_cmd(ctx: click.Context, path: str, as_json: bool, wide: bool) -> Non
     \b
     Example:
       rtresnet inspect engines/resnet50-int8.onnx
-      rtresnet inspect engines/resnet50_int8.engine --json | jq .sidecar.gpu
+      rtresnet inspect engines/resnet50_int8-entropy_b1-32_trt10.16_sm90.engine --json | jq .sidecar.gpu
     """
     from rtresnet.inspection import inspect_model
     from rtresnet.inspection_text import format_report

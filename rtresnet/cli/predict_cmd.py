@@ -47,7 +47,7 @@ def predict(model: str, images: tuple[Path, ...], topk: int, as_json: bool, back
 
     \b
     Example:
-      rtresnet predict engines/resnet50.int8.engine cat.jpg dog.png --topk 3
+      rtresnet predict engines/resnet50_int8-entropy_b1-32_trt10.16_sm90.engine cat.jpg dog.png --topk 3
       rtresnet predict resnet50 --weights IMAGENET1K_V2 photos/ --json
       rtresnet predict model.onnx scan.png --labels classes.txt
     """

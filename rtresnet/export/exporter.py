@@ -122,7 +122,7 @@ def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | P
         sha256 = hashlib.sha256(data).hexdigest()  # of the bytes just written: no read-back of up to 500 MB
         del data  # not held through verification
         # On the file, not the proto: the Python API would copy the weights to check them.
-        with step("check"):
+        with step("export"):  # the checker is part of exporting
             onnx.checker.check_model(str(tmp), full_check=True)
         if verify:
             with step("verify"):

@@ -1,7 +1,7 @@
 """Run a model: one ``Runner`` contract over PyTorch, onnxruntime and TensorRT, and ``load`` to pick the runner.
 
     from rtresnet.runtime import load
-    with load("engines/resnet50.int8.engine") as runner:
+    with load("engines/resnet50_int8-entropy_b1-32_trt10.16_sm90.engine") as runner:
         logits = runner.infer(batch)                # numpy in -> numpy out; torch tensor in -> tensor out
         print(runner.predict(["cat.jpg"], topk=5))  # [[Prediction(label, index, probability), ...]]
 """

@@ -12,6 +12,7 @@ import torch
 from rtresnet.bench import harness
 from rtresnet.bench.backends import BACKENDS, Workspace
 from rtresnet.bench.stats import LatencyStats
+from rtresnet.bench.subjects import BenchModel
 from rtresnet.bench.timing import TimingConfig
 from rtresnet.runtime.base import InputSpec
 from rtresnet.spec import ModelInfo, Preprocessing
@@ -41,7 +42,8 @@ def test_tensorrt_gets_one_engine_per_batch_size_optimized_for_it(tmp_path, monk
 
     def build_engine(onnx, **kw):
         calls.append(kw)
-        return type("Artifact", (), {"path": kw["output"]})
+        assert kw.get("output") is None and kw["engine_dir"] == tmp_path  # build's own names, in the work dir
+        return type("Artifact", (), {"path": tmp_path / f"e_opt{kw['opt_batch']}.engine"})
 
     monkeypatch.setattr("rtresnet.engine.build_engine", build_engine)
     monkeypatch.setattr(Workspace, "fp32_onnx", lambda self: tmp_path / "resnet18.onnx")
@@ -110,7 +112,7 @@ def test_each_tensorrt_batch_size_is_timed_on_its_own_engine(monkeypatch):
                             0, None, None, True)
     inputs = np.zeros((8, 3, 8, 8), np.float32)
     job = harness._Job("tensorrt-fp16", "trt fp16", BACKENDS["tensorrt-fp16"], lambda: engines)
-    result = harness._run_backend(job, harness._Model(INFO, None), lambda info: (inputs, None), opts)
+    result = harness._run_backend(job, BenchModel(INFO, None), lambda info: (inputs, None), opts)
     assert result.ok, result.reason
     assert timed_on == [(Path("opt1.plan"), 1), (Path("opt4.plan"), 4)]
     assert FakeTrtRunner.loaded == [Path("opt4.plan"), Path("opt1.plan"), Path("opt4.plan")]  # accuracy, then 1, 4

@@ -31,6 +31,7 @@ from rtresnet.bench.gates import check_gates, validate_gates
 from rtresnet.bench.memory import PeakMemory, memory_method
 from rtresnet.bench.results import BackendResult, BatchResult, BenchReport
 from rtresnet.bench.stats import UNSTABLE_COV, LatencyStats
+from rtresnet.bench.subjects import BenchModel, arch_model, baseline_file, files_model, guessed_labels
 from rtresnet.bench.timing import DEVICE_SCOPES, HOST_SCOPE, TimingConfig, time_compute, time_device, time_host
 from rtresnet.errors import RtresnetError, UsageError
 from rtresnet.progress import track
@@ -43,17 +44,6 @@ DEFAULT_BACKENDS = ("torch", "onnxruntime", "onnxruntime-int8")
 DEFAULT_GPU_BACKENDS = ("torch-cuda", "onnxruntime-cuda", "tensorrt-fp16", "tensorrt-int8")
 DEVICES = ("cpu", "cuda")
 SYNTHETIC_SAMPLES = 64
-
-
-@dataclasses.dataclass
-class _Model:
-    """What the benchmark runs: the model's identity, the weights file every backend is made from, and the
-    reference (PyTorch FP32) logits the backends are compared with."""
-
-    info: ModelInfo
-    weights: str | Path | None
-    reference: np.ndarray | None = None
-    file_labels: list[str] = dataclasses.field(default_factory=list)  # row labels of the --models files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,40 +81,6 @@ def _sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
     if not sizes or any(b < 1 for b in sizes):
         raise RtresnetError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
     return tuple(sorted(set(sizes)))
-
-
-def _arch_model(arch: str, weights: str | Path | None, num_classes: int | None, in_channels: int,
-                input_size: int | tuple[int, int], preprocessing: Preprocessing | None, data: str,
-                work_dir: Path) -> tuple[_Model, Any]:
-    from rtresnet.models.checkpoint import save_state_dict
-    from rtresnet.models.factory import load_model
-    from rtresnet.runtime.loader import baseline_info
-
-    if weights is None:
-        # Random weights differ per process: save them once so every backend (and a rerun with the same
-        # --work-dir, which then reuses its engines) is made from the same ones.
-        weights = work_dir / f"{arch}-{num_classes or 1000}c-{in_channels}ch-random-init.safetensors"
-        if not weights.is_file():
-            from rtresnet.models import create_model
-
-            save_state_dict(create_model(arch, num_classes=num_classes, in_channels=in_channels), weights)
-        log.info("no weights given: benchmarking random weights (%s)", weights)
-    loaded = load_model(arch, weights=weights, num_classes=num_classes, in_channels=in_channels)
-    if preprocessing is None and loaded.preprocessing is None and str(data) == "digits":
-        from rtresnet.data.digits import DIGITS_PREPROCESSING
-
-        preprocessing = DIGITS_PREPROCESSING  # the digits data only make sense preprocessed as in training
-    # the same ModelInfo the torch backend's runner gets from load_torch
-    return _Model(info=baseline_info(loaded, input_size, preprocessing), weights=weights), loaded.model
-
-
-def _artifact_info(path: Path) -> ModelInfo:
-    from rtresnet.sidecar import read_sidecar, sidecar_path
-    from rtresnet.spec import read_model_info
-
-    if not path.is_file():
-        raise RtresnetError(f"model file not found: {path}")
-    return read_sidecar(path).model if sidecar_path(path).is_file() else read_model_info(path)
 
 
 def _reference_logits(model: Any, inputs: np.ndarray, batch: int) -> np.ndarray:
@@ -184,7 +140,7 @@ def _time_batches(runner_for, inputs: np.ndarray, sizes: tuple[int, ...], timing
     return results, warnings, scope
 
 
-def _run_backend(job: _Job, model: _Model, data_for, opts: _Options) -> BackendResult:
+def _run_backend(job: _Job, model: BenchModel, data_for, opts: _Options) -> BackendResult:
     """One backend end to end; any failure becomes a row with its reason, never an aborted benchmark."""
     name, spec, prepare = job.name, job.spec, job.prepare
     base = {"name": name, "runtime": spec.runtime if spec else "", "precision": spec.precision if spec else "",
@@ -361,7 +317,7 @@ def run(arch: str | None = None, *, weights: str | Path | None = None, num_class
     files = [Path(m) for m in models]
     if baseline is not None and arch is not None:
         raise UsageError("--baseline picks one of the --models files; with --arch the baseline is PyTorch")
-    chosen = _baseline_file(files, baseline)
+    chosen = baseline_file(files, baseline)
     # --models files are compared with the PyTorch baseline when its weights are given (and no file is the baseline)
     specs = (_select_backends(backends, device) if arch is not None else
              (BACKENDS["torch-cuda" if device == "cuda" else "torch"],) if weights is not None else ())
@@ -382,10 +338,10 @@ def run(arch: str | None = None, *, weights: str | Path | None = None, num_class
         if torch is not None:
             torch.set_num_threads(threads)  # the baseline gets the same cores as onnxruntime
         if arch is not None:
-            model, torch_model = _arch_model(arch, weights, num_classes, in_channels, input_size, preprocessing,
+            model, torch_model = arch_model(arch, weights, num_classes, in_channels, input_size, preprocessing,
                                              str(data), folder)
         else:
-            model, torch_model = _files_model(files, None if chosen is not None and weights is None else weights,
+            model, torch_model = files_model(files, None if chosen is not None and weights is None else weights,
                                               device)
         return _run(model, torch_model, specs, files, chosen, opts, folder)
     finally:
@@ -396,80 +352,7 @@ def run(arch: str | None = None, *, weights: str | Path | None = None, num_class
             tmp.cleanup()
 
 
-def _baseline_file(files: list[Path], baseline: str | Path | None) -> Path | None:
-    """The --models file named by ``baseline`` (as given, or the same file by another path)."""
-    if baseline is None:
-        return None
-    wanted = Path(baseline)
-    for f in files:
-        if f == wanted or (f.exists() and wanted.exists() and f.resolve() == wanted.resolve()):
-            return f
-    raise UsageError(f"--baseline {baseline} is not one of the --models files ({', '.join(str(f) for f in files)}); "
-                     f"give one of them")
-
-
-def _file_label(path: Path, info: ModelInfo, device: str | None) -> str:
-    """``ort int8``, ``trt fp16``: the runtime from the sidecar (a bare ONNX file runs on onnxruntime)."""
-    from rtresnet.sidecar import read_sidecar, sidecar_path
-
-    runtime = read_sidecar(path, verify_hash=False).backend if sidecar_path(path).is_file() else "onnxruntime"
-    where = "cuda" if runtime == "tensorrt" else device or "cpu"
-    return short_label(runtime, info.precision, where)
-
-
-def _files_model(models: list[Path], weights: str | Path | None, device: str | None) -> tuple[_Model, Any]:
-    """The network behind ``--models`` files (all must be the same one) and, with ``weights``, its PyTorch model."""
-    infos = [_artifact_info(p) for p in models]
-    first = infos[0]
-    for p, i in zip(models, infos, strict=True):
-        if (i.arch, i.num_classes, i.input_size) != (first.arch, first.num_classes, first.input_size):
-            raise RtresnetError(f"{p} is a {i.arch} {i.input_size} model with {i.num_classes} classes but "
-                                f"{models[0]} is {first.arch} {first.input_size} with {first.num_classes}; "
-                                f"bench models of one network together")
-    if device == "cpu":
-        gpu_only = [str(p) for p, i in zip(models, infos, strict=True) if _file_label(p, i, device).startswith("trt")]
-        if gpu_only:
-            what = "is a TensorRT engine" if len(gpu_only) == 1 else "are TensorRT engines"
-            raise UsageError(f"--device cpu, but {', '.join(gpu_only)} {what}, which run on the GPU only; drop "
-                             f"{'it' if len(gpu_only) == 1 else 'them'} or use --device cuda")
-    labels = [_file_label(p, i, device) for p, i in zip(models, infos, strict=True)]
-    model = _Model(info=first, weights=weights, file_labels=_unique(labels))
-    if weights is None:
-        return model, None
-    from rtresnet.models.factory import load_model
-
-    loaded = load_model(first.arch, weights=weights, num_classes=first.num_classes, in_channels=first.in_channels)
-    return model, loaded.model
-
-
-def _unique(labels: list[str]) -> list[str]:
-    """Labels numbered where two files would share one (``ort int8 #1``, ``ort int8 #2``)."""
-    out, seen = [], {}
-    for label in labels:
-        seen[label] = seen.get(label, 0) + 1
-        out.append(f"{label} #{seen[label]}" if labels.count(label) > 1 else label)
-    return out
-
-
-def _guessed_labels(data: str | Path, info: ModelInfo) -> str | None:
-    """Why the labels of an ImageFolder ``data`` cannot be trusted for ``info``'s model, or None when they can.
-    Without class names in the model, folders are matched to classes in sorted name order; that holds for a
-    folder per class (a model trained on this layout), not for bird/cat/dog against 1000 classes."""
-    from rtresnet.preprocess import find_images
-
-    path = Path(str(data)).expanduser()
-    if info.labels or not path.is_dir():
-        return None  # matched by name (or refused by the loader, which then loads no labels)
-    names = sorted({p.relative_to(path).parts[0] for p in find_images(path)})
-    if len(names) == info.num_classes:
-        return None
-    few = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-    return (f"class folders {few} in {path} cannot be matched to the model's classes: {len(names)} folders for "
-            f"{info.num_classes} classes, and the model has no class names; reporting agreement with the baseline, "
-            f"no top-1 (give weights or a model file that carry class names, or one folder per class)")
-
-
-def _run(model: _Model, torch_model: Any, specs: tuple[BackendSpec, ...], models: list[Path],
+def _run(model: BenchModel, torch_model: Any, specs: tuple[BackendSpec, ...], models: list[Path],
          chosen: Path | None, opts: _Options, folder: Path) -> BenchReport:
     from rtresnet.data.datasets import load_dataset
 
@@ -478,7 +361,7 @@ def _run(model: _Model, torch_model: Any, specs: tuple[BackendSpec, ...], models
     with step("data"):
         dataset = load_dataset(data, model.info, size=size, seed=seed, split="test")
     inputs, labels = dataset.inputs, dataset.labels
-    untrusted = _guessed_labels(data, model.info) if labels is not None else None
+    untrusted = guessed_labels(data, model.info) if labels is not None else None
     if untrusted:
         log.warning("%s", untrusted)
         labels = None

@@ -8,7 +8,7 @@ set -euo pipefail
 OUT=${DEMO_OUT:-reports}
 ENG=${DEMO_ENGINES:-engines}
 mkdir -p "$OUT" "$ENG"
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== [%ds] %s\n' "$SECONDS" "$*"; }  # seconds since the demo started
 
 step "1/9 environment: rtresnet doctor"
 rtresnet doctor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 from rtresnet.bench import TimingConfig, run
 from rtresnet.cli import main
 from rtresnet.errors import RtresnetError
+from rtresnet.sidecar import sidecar_path
 
 TINY = ["bench", "--arch", "resnet18", "--num-classes", "10", "--input-size", "32", "--threads", "1", "--warmup", "1",
         "--iters", "3"]
@@ -139,6 +141,7 @@ def test_cli_gates_exit_codes(checkpoint, image_folder):
     assert "gate failed: onnxruntime top-1" in failed.stderr and "< --min-top1 100%" in failed.stderr
     assert "gate failed: torch" not in failed.stderr
     assert "; gates: top-1 >= 100% failed (ort fp32 " in failed.stdout.splitlines()[-1]
+    assert failed.stderr.strip().splitlines()[-1].startswith("done in ")  # the closing time line, exit 3 or not
 
 
 def test_cli_rejects_bad_input():
@@ -277,6 +280,22 @@ def test_models_against_a_baseline_file(report, tmp_path):
     assert other.accuracy.top1_agreement_pct == 100.0 and other.accuracy.cosine_mean > 0.9999
     assert "torch" not in [b.runtime for b in rep.backends]
     assert not list(tmp_path.glob("*.onnx"))  # the files were used as given, nothing built
+
+
+def test_only_the_baseline_file_is_the_baseline_when_file_names_repeat(report, tmp_path):
+    """Two files with one base name (fp32/m.onnx, int8/m.onnx): the other one is still compared and gated."""
+    import shutil
+
+    fp32 = _fp32_engine(report)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = Path(shutil.copy(report[1] / "resnet18.onnx", tmp_path / "a" / "m.onnx"))
+    second = Path(shutil.copy(fp32, tmp_path / "b" / "m.onnx"))
+    shutil.copy(sidecar_path(fp32), sidecar_path(second))
+    rep = run(models=[first, second], baseline=first, timing=TimingConfig(warmup_iters=0, iters=2), threads=1,
+              samples=4, work_dir=tmp_path / "work")
+    assert [(b.artifact, b.baseline) for b in rep.backends] == [(str(first), True), (str(second), False)]
+    assert rep.backends[1].batch(1).speedup_vs_baseline is not None
 
 
 def test_cli_baseline_and_options_that_model_files_ignore(report):

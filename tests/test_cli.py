@@ -115,8 +115,11 @@ def test_ctrl_c_exits_130_and_leaves_nothing_half_written(tmp_path):
 
     home = tmp_path / "home"
     env = dict(os.environ, RTRESNET_HOME=str(home))
+    # SIGINT back to its default in the child: a shell starts background jobs (CI) with it ignored, and an
+    # ignored signal stays ignored through exec
     proc = subprocess.Popen([sys.executable, "-m", "rtresnet", "digits"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not (home / "digits").is_dir() and time.monotonic() < deadline:  # training has started
         time.sleep(0.2)

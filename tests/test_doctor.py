@@ -94,7 +94,7 @@ def test_doctor_command_json(monkeypatch, gpu):
     monkeypatch.setattr(backends_mod, "_ort_session_error", lambda provider: "libcudnn.so.9: not found")
     result = CliRunner().invoke(main, ["doctor", "--json"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)
     assert [b["name"] for b in data["backends"]] == list(BACKENDS)
     assert data["python"] == ".".join(map(str, sys.version_info[:3]))
     assert data["gpu"] == gpu

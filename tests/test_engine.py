@@ -18,6 +18,7 @@ from rtresnet.cli import main
 from rtresnet.engine import build_engine
 from rtresnet.engine.request import resolve_batches
 from rtresnet.errors import RtresnetError
+from rtresnet.fileutil import sha256_file
 from rtresnet.precision import CalibrationSettings
 from rtresnet.sidecar import read_sidecar, sidecar_path
 from rtresnet.spec import read_model_info
@@ -324,8 +325,8 @@ def test_precision_stage_runs_before_the_build(onnx_model, tmp_path, precision):
     s = art.sidecar
     assert s.precision == precision and s.model.precision == precision and art.onnx_path != onnx_model
     assert read_model_info(art.onnx_path).precision == precision
-    # the converted ONNX lies beside the engine, named by the scheme, and is listed
-    name = "r18_int8-entropy_cpu.onnx" if precision == "int8" else "r18_fp16.onnx"
+    # the converted ONNX lies beside the engine, named after it, and is listed
+    name = "int8.qdq.onnx" if precision == "int8" else "fp16.fp16.onnx"
     assert art.intermediates == (tmp_path / name,) == (art.onnx_path,)
     assert s.source["path"] == str(onnx_model) and s.verification["samples"] > 0
     if precision == "int8":  # onnxruntime engines get the CPU layout of the Q/DQ graph
@@ -385,6 +386,24 @@ def test_int8_cache_hit_skips_calibration_quantization_and_verification(onnx_mod
             build_engine(onnx_model, calibration=settings, **kwargs)
 
 
+@pytest.mark.parametrize("option", [{"exclude": ("Gemm",)}, {"keep_io_layers_float": True}])
+def test_dropping_a_calibration_option_is_a_cache_miss(onnx_model, tmp_path, monkeypatch, option):
+    """A setting the earlier build had and this one does not (--exclude, --keep-io-layers-float) changes the
+    graph: the engine built with it must not come back."""
+    kwargs = {"precision": "int8", "backend": "onnxruntime", "max_batch": 2, "output": tmp_path / "e.onnx"}
+    base = {"calib_data": "synthetic", "calib_size": 8, "calib_batch": 4}
+    build_engine(onnx_model, calibration=CalibrationSettings(**base, **option), **kwargs)
+    assert not build_engine(onnx_model, calibration=CalibrationSettings(**base), **kwargs).cache_hit
+    assert build_engine(onnx_model, calibration=CalibrationSettings(**base), **kwargs).cache_hit
+
+
+def test_int8_without_calibration_data_is_a_one_line_error(onnx_model, tmp_path):
+    r = CliRunner().invoke(main, ["build", str(onnx_model), "--int8", "-o", str(tmp_path / "e.onnx")])
+    assert r.exit_code == 1 and r.stderr.strip() == ("error: --int8 needs calibration data: pass --calib-data DIR "
+                                                     "(an image folder, .npy, 'digits' or 'synthetic')")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_cache_hit_is_judged_by_the_thresholds_of_this_build(onnx_model, tmp_path):
     settings = CalibrationSettings("synthetic", calib_size=8, calib_batch=4)
     kwargs = {"precision": "int8", "backend": "onnxruntime", "max_batch": 2, "output": tmp_path / "e.onnx",
@@ -396,19 +415,25 @@ def test_a_cache_hit_is_judged_by_the_thresholds_of_this_build(onnx_model, tmp_p
     assert build_engine(onnx_model, min_cosine=cosine - 1e-3, **kwargs).cache_hit
 
 
-def test_intermediates_go_beside_the_engine_and_name_the_calibration(onnx_model, tmp_path):
+def test_intermediates_go_beside_the_engine_one_per_engine(onnx_model, tmp_path):
     import shutil
 
     source = shutil.copy(onnx_model, tmp_path / "r18.onnx")
     out = tmp_path / "out"
-    for method, engine in (("entropy", "eng.onnx"), ("minmax", "eng2.onnx")):
+    # two engines that differ in the calibration method, then only in the seed: each keeps its own Q/DQ ONNX
+    for seed, method, engine in ((0, "entropy", "eng.onnx"), (0, "minmax", "eng2.onnx"), (1, "minmax", "eng3.onnx")):
         art = build_engine(source, precision="int8", backend="onnxruntime", max_batch=2, output=out / engine,
-                           calibration=CalibrationSettings("synthetic", method=method, calib_size=8, calib_batch=4))
-        assert art.intermediates == (out / f"r18_int8-{method}_cpu.onnx",)
+                           calibration=CalibrationSettings("synthetic", method=method, calib_size=8, calib_batch=4,
+                                                           seed=seed))
+        assert art.intermediates == (out / engine.replace(".onnx", ".qdq.onnx"),)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "r18.onnx"]  # nothing beside the input
-    assert sorted(p.name for p in out.iterdir()) == ["eng.onnx", "eng.onnx.json", "eng2.onnx", "eng2.onnx.json",
-                                                     "r18_int8-entropy_cpu.onnx", "r18_int8-minmax_cpu.onnx"]
-    assert read_sidecar(out / "eng.onnx").onnx_sha256 != read_sidecar(out / "eng2.onnx").onnx_sha256
+    assert sorted(p.name for p in out.iterdir()) == ["eng.onnx", "eng.onnx.json", "eng.qdq.onnx", "eng2.onnx",
+                                                     "eng2.onnx.json", "eng2.qdq.onnx", "eng3.onnx", "eng3.onnx.json",
+                                                     "eng3.qdq.onnx"]
+    shas = {read_sidecar(out / e).onnx_sha256 for e in ("eng.onnx", "eng2.onnx", "eng3.onnx")}
+    assert len(shas) == 3
+    for e in ("eng.onnx", "eng2.onnx", "eng3.onnx"):  # each sidecar's graph is still the file beside it
+        assert sha256_file(out / e.replace(".onnx", ".qdq.onnx")) == read_sidecar(out / e).onnx_sha256
 
 
 def test_default_int8_engine_name_has_the_calibration_method(onnx_model, tmp_path, monkeypatch, no_tensorrt):
@@ -417,7 +442,7 @@ def test_default_int8_engine_name_has_the_calibration_method(onnx_model, tmp_pat
                        calibration=CalibrationSettings("synthetic", method="percentile", percentile=99.9,
                                                        calib_size=8, calib_batch=4))
     assert art.path.name.startswith("r18_int8-percentile99.9_b1-2_ort")
-    assert art.intermediates == (Path("engines") / "r18_int8-percentile99.9_cpu.onnx",)
+    assert art.intermediates == (art.path.with_name(art.path.stem + ".qdq.onnx"),)
 
 
 def test_engine_suffix_must_say_the_format(onnx_model, tmp_path):
@@ -480,10 +505,10 @@ def test_cli_refuses_calibration_options_without_int8(onnx_model, tmp_path):
     assert r.exit_code == 1 and "--calib-method only apply with --int8" in r.output
 
 
-def test_an_engine_named_like_its_converted_onnx_is_refused(onnx_model, tmp_path):
+def test_an_engine_whose_converted_onnx_would_overwrite_the_source_is_refused(onnx_model, tmp_path):
     import shutil
 
-    source = shutil.copy(onnx_model, tmp_path / "r18.onnx")
-    with pytest.raises(RtresnetError, match="is where the FP16 ONNX the engine is built from goes; .* r18_fp16_engine"):
-        build_engine(source, precision="fp16", backend="onnxruntime", output=tmp_path / "r18_fp16.onnx")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r18.onnx"]
+    source = shutil.copy(onnx_model, tmp_path / "m.fp16.onnx")  # an FP32 model, oddly named
+    with pytest.raises(RtresnetError, match="is where the FP16 ONNX the engine is built from goes; .* m_engine"):
+        build_engine(source, precision="fp16", backend="onnxruntime", output=tmp_path / "m.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.fp16.onnx"]

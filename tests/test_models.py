@@ -152,7 +152,7 @@ def test_models_command_table_and_json():
     assert "25,557,032" in result.output and "4.089" in result.output and "80.858" in result.output
     result = CliRunner().invoke(main, ["models", "--json"])
     assert result.exit_code == 0, result.output
-    rows = {r["arch"]: r for r in json.loads(result.output)}
+    rows = {r["arch"]: r for r in json.loads(result.stdout)}
     assert set(rows) == set(PARAMS)
     assert rows["resnet152"]["params"] == PARAMS["resnet152"] and rows["resnet152"]["gmacs"] == 11.514
     assert [w["name"] for w in rows["resnet50"]["weights"]] == ["IMAGENET1K_V1", "IMAGENET1K_V2"]

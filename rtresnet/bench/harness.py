@@ -224,7 +224,7 @@ def _with_speedups(results: list[BackendResult], busy: bool) -> tuple[list[Backe
     out = []
     for r in results:
         ref = refs.get(r.device)
-        r = dataclasses.replace(r, baseline=r.name in baselines)
+        r = dataclasses.replace(r, baseline=r.baseline if chosen is not None else r.name in baselines)
         if ref is None or not r.ok:
             out.append(r)
             continue

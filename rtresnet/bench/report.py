@@ -341,10 +341,13 @@ def terminal_table(report: BenchReport, *, wide: bool = False, width: int | None
         rows.append(tuple(cells[h] for h in keep))
     if note := speedup_note(report):
         footnotes.append(note)
-    baselines = [label(b) for b in report.backends if b.baseline]
+    baselines = [b for b in report.backends if b.baseline]
     if baselines:
+        # PyTorch baselines pair by device (torch for CPU rows, torch-cuda for GPU rows); a --baseline file is
+        # every row's reference, whatever device it ran on
+        same = "same batch size" if any(_user_file(b) for b in baselines) else "same device, same batch size"
         footnotes.append(f"* baseline: speedup{' and agreement' if has_acc else ''} are against "
-                         f"{' / '.join(baselines)} (same device, same batch size)")
+                         f"{' / '.join(label(b) for b in baselines)} ({same})")
     if files and not wide:
         footnotes.append("files: " + ", ".join(f"{label(b)} = {b.artifact}" for b in report.backends
                                                 if _user_file(b)))
@@ -383,12 +386,13 @@ def summary_line(report: BenchReport) -> str:
 def gates_text(report: BenchReport) -> str:
     """``gates: top-1 drop <= 1 pts passed`` / ``... failed (ort int8 2.10 pts)``; ``no gates set``."""
     g = report.gates or {}
-    parts = []
+    parts: list[str] = []
     for key, metric, text, unit in (("min_top1_pct", "top1_pct", "top-1 >= {:g}%", "%"),
                                     ("max_top1_drop_pts", "top1_drop_pts", "top-1 drop <= {:g} pts", " pts")):
         if g.get(key) is None:
             continue
-        misses = [f for f in report.gate_failures if f.metric in (metric, "status")]
+        # a row that failed or has no top-1 misses every gate: name it under the first one set, not twice
+        misses = [f for f in report.gate_failures if f.metric == metric or (f.metric == "status" and not parts)]
         verdict = "passed" if not misses else "failed (" + ", ".join(
             f"{label(report.backend(f.backend))} {f.value:.2f}{unit}" if f.value is not None else
             f"{label(report.backend(f.backend))} has no top-1" for f in misses) + ")"

@@ -93,7 +93,11 @@ class LazyGroup(click.Group):
         try:
             with steps.record() as times:
                 rv = super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except click.exceptions.Exit as e:  # a command's own exit status (bench gates: 3); --help exits 0
+            if e.exit_code and ctx.invoked_subcommand and not (ctx.obj or {}).get("quiet"):
+                logging.getLogger("rtresnet.cli").info("%s", times.summary())
+            raise
+        except (click.exceptions.Abort, click.ClickException):
             raise
         except Exception as e:  # one line for users; the traceback only with --debug
             if ctx.obj and ctx.obj.get("debug"):

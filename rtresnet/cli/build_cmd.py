@@ -97,6 +97,9 @@ def build(model, arch, weights, fp16, int8, fp32, backend, device, min_batch, op
     if precision == "fp32" and (verify["accept_mismatch"] or any(verify[k] is not None for k in VERIFY_KWARGS[:2])):
         raise RtresnetError("--min-cosine, --min-agreement and --accept-mismatch judge an FP16 or INT8 conversion; "
                             "add --fp16 or --int8")
+    if precision == "int8" and calibration.get("calib_data") is None:
+        raise RtresnetError("--int8 needs calibration data: pass --calib-data DIR (an image folder, .npy, "
+                            "'digits' or 'synthetic')")
     settings = CalibrationSettings(**{k: v for k, v in calibration.items() if v is not None}) \
         if precision == "int8" else None
     artifact = build_engine(model, arch=arch, weights=weights, precision=precision, backend=backend, device=device,

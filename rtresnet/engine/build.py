@@ -162,12 +162,11 @@ def _convert(request: BuildRequest, out: Path, calibration: CalibrationSettings 
 
 
 def _converted_output(request: BuildRequest, output: Path) -> Path:
-    """Where the converted ONNX goes: beside the engine, under the scheme's name (rtresnet.precision.naming)."""
-    from rtresnet.precision.naming import converted_path
+    """Where the converted ONNX goes: beside the engine, named after it (rtresnet.precision.naming): one engine,
+    one converted ONNX, so builds that differ only in calibration data, seed or settings never share a file."""
+    from rtresnet.precision.naming import intermediate_path
 
-    cal = request.calibration or {}
-    return converted_path(request.onnx_path, output.parent, precision=request.precision, method=cal.get("method"),
-                          percentile=cal.get("percentile"), target=cal.get("target"))
+    return intermediate_path(output, request.precision)
 
 
 def _cached(output: Path, request: BuildRequest, tolerance: Tolerance | None,

@@ -125,7 +125,8 @@ class BuildRequest:
                 "onnxruntime_version": sidecar.onnxruntime_version,
                 "gpu": _gpu_key(sidecar.gpu), "cpu_arch": (sidecar.cpu or {}).get("arch"),
                 "source_sha256": source.get("sha256"), "conversion": source.get("converter"),
-                "calibration": {k: cal.get(k) for k in (want.get("calibration") or {})} or None}
+                # every key the old build set, not only those this request sets: dropping --exclude is a change
+                "calibration": {k: cal.get(k) for k in CALIBRATION_KEY if k in cal} or None}
         return [f"{k} {have[k]!r} != {want[k]!r}" for k in want if have[k] != want[k]]
 
 

@@ -63,7 +63,7 @@ def _files_digest(files: list[Path], root: Path | None) -> str:
     for f in files:
         try:
             st = f.stat()
-            stat = f"{st.st_size} {st.st_mtime_ns}"
+            stat = f"{st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}"  # ctime: `cp -p`/`touch -r` can't fake it
         except OSError:
             stat = "missing"
         h.update(f"{f.relative_to(root) if root is not None else f}\0{stat}\n".encode())

@@ -2,6 +2,7 @@
 
     <model>_<precision>[_<int8 target>].onnx                     FP16 / INT8 Q/DQ ONNX (quantize, build's input)
     <model>_<precision>_b<min>-<max>[_opt<n>]_<backend...>.engine|.onnx    engine (rtresnet.engine.request)
+    <engine stem>.qdq.onnx | <engine stem>.fp16.onnx              the converted ONNX `build` made the engine from
 
 ``<precision>`` is ``fp32``, ``fp16`` or ``int8-<calibration method>`` (``int8-entropy``, ``int8-minmax``,
 ``int8-percentile99.9``): two calibrations of one model never share a file. The engine part lives in
@@ -33,3 +34,9 @@ def converted_name(model: str, precision: str, *, method: str | None = None, per
 def converted_path(source: Path, folder: Path | None = None, **kwargs) -> Path:
     """``converted_name`` for ``source``'s stem, in ``folder`` (default: beside ``source``)."""
     return (folder if folder is not None else source.parent) / converted_name(source.stem, **kwargs)
+
+
+def intermediate_path(engine: Path, precision: str) -> Path:
+    """The converted ONNX ``build`` writes beside ``engine``: ``x.engine`` -> ``x.qdq.onnx`` (INT8) or
+    ``x.fp16.onnx`` (FP16). Named after the engine, not the model: two engines never overwrite each other's."""
+    return engine.with_name(f"{engine.stem}.{'qdq' if precision == 'int8' else precision}.onnx")

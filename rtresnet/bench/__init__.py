@@ -8,22 +8,22 @@
 from rtresnet.bench.backends import BACKENDS, BackendSpec
 from rtresnet.bench.harness import DEFAULT_BACKENDS, DEFAULT_GPU_BACKENDS, run
 from rtresnet.bench.report import (
-                                   csv_text,
-                                   markdown_text,
-                                   plot_plan,
-                                   rich_table,
-                                   summary_line,
-                                   terminal_table,
-                                   write_reports,
+    csv_text,
+    markdown_text,
+    plot_plan,
+    rich_table,
+    summary_line,
+    terminal_table,
+    write_reports,
 )
 from rtresnet.bench.results import (
-                                    SCHEMA,
-                                    SCHEMA_VERSION,
-                                    AccuracyResult,
-                                    BackendResult,
-                                    BatchResult,
-                                    BenchReport,
-                                    GateFailure,
+    SCHEMA,
+    SCHEMA_VERSION,
+    AccuracyResult,
+    BackendResult,
+    BatchResult,
+    BenchReport,
+    GateFailure,
 )
 from rtresnet.bench.stats import LatencyStats
 from rtresnet.bench.timing import TimingConfig

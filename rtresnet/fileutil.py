@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +20,37 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, name in ((stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def check_input_file(path: str | Path, what: str = "file") -> Path:
+    """Refuse an input that is not a regular file, saying what it is instead: missing, a broken symlink, a symlink
+    loop, a folder, or a FIFO/socket/device (reading those can block forever or never end)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise RtresnetError(f"{what} {path} is a broken symbolic link (to {os.readlink(path)}); "
+                                "point it at an existing file") from None
+        raise RtresnetError(f"{what} not found: {path}") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise RtresnetError(f"{what} {path} is a symbolic link loop; point it at a file") from None
+        raise RtresnetError(f"cannot read {what} {path}: {e.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise RtresnetError(f"{what} {path} is a folder; give a file")
+    if not stat.S_ISREG(mode):
+        raise RtresnetError(f"{what} {path} is a {_kind(mode)}, not a regular file; give a file")
+    return path
 
 
 def _missing_folders(path: Path) -> list[Path]:
@@ -35,6 +68,9 @@ def check_output_path(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         raise RtresnetError(f"output path {path} is a directory; give a file name")
+    if path.exists() and not path.is_file():  # writing would replace e.g. /dev/null or a FIFO with a file
+        raise RtresnetError(f"output path {path} is a {_kind(path.stat().st_mode)}, not a regular file; "
+                            "give a file name")
     missing = _missing_folders(path)
     existing = (missing[0].parent if missing else path.parent) if str(path.parent) else Path(".")
     existing = existing if str(existing) else Path(".")

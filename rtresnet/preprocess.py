@@ -6,6 +6,8 @@ what it was calibrated and verified with.
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from rtresnet.errors import RtresnetError
+from rtresnet.fileutil import check_input_file
 from rtresnet.spec import ModelInfo, Preprocessing
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -21,15 +24,29 @@ _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.
 
 
 def open_image(path: str | Path) -> Image.Image:
-    """Decode an image file and apply its EXIF orientation; errors name the file."""
+    """Decode an image file and apply its EXIF orientation; errors name the file and say what is wrong.
+
+    Only regular files are opened (a FIFO would block forever), and an image declaring more pixels than
+    ``PIL.Image.MAX_IMAGE_PIXELS`` is refused from its header, before anything is decoded: a small file can declare
+    gigapixels (a decompression bomb)."""
+    if check_input_file(path, "image").stat().st_size == 0:
+        raise RtresnetError(f"cannot decode image {path}: the file is empty (0 bytes)")
     try:
-        with Image.open(path) as img:
-            img.load()
-            return ImageOps.exif_transpose(img)
-    except FileNotFoundError:
-        raise RtresnetError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise RtresnetError(f"cannot decode image {path}: {e}") from None
+        with warnings.catch_warnings():
+            # Pillow only warns between its limit and twice it; a warning would still decode the bomb.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                return ImageOps.exif_transpose(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        declared = re.search(r"\((\d+) pixels\)", str(e))
+        size = f"{int(declared.group(1)):,} pixels" if declared else "too many pixels"
+        raise RtresnetError(f"image {path} declares {size}, over the limit of {Image.MAX_IMAGE_PIXELS:,} pixels "
+                            "(a guard against decompression bombs); downscale it first") from None
+    except UnidentifiedImageError:
+        raise RtresnetError(f"cannot decode image {path}: not an image file (JPEG, PNG, BMP, WebP...)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # how Pillow's decoders report malformed data
+        raise RtresnetError(f"cannot decode image {path}: {e or type(e).__name__}") from None
 
 
 def to_mode(img: Image.Image, channel_order: str) -> Image.Image:
@@ -43,7 +60,10 @@ def to_mode(img: Image.Image, channel_order: str) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         img = Image.alpha_composite(background, rgba)
     target = "L" if channel_order == "L" else "RGB"
-    return img if img.mode == target else img.convert(target)
+    try:
+        return img if img.mode == target else img.convert(target)
+    except ValueError as e:  # a mode Pillow cannot convert (e.g. LAB or I;16S from a TIFF under another name)
+        raise RtresnetError(f"cannot convert a {img.mode} image to {target}: {e}") from None
 
 
 def resize_crop(img: Image.Image, prep: Preprocessing) -> Image.Image:
@@ -51,6 +71,11 @@ def resize_crop(img: Image.Image, prep: Preprocessing) -> Image.Image:
     w, h = img.size
     scale = prep.resize / min(w, h)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and new_w * new_h > limit:  # e.g. 1x100000: its shorter side scaled up makes gigapixels
+        raise RtresnetError(f"an image of {h}x{w} (HxW) resized to shorter side {prep.resize} would be "
+                            f"{new_h}x{new_w}, over the limit of {limit:,} pixels; crop it to a less extreme "
+                            "aspect ratio first")
     if (new_w, new_h) != (w, h):
         img = img.resize((new_w, new_h), _RESAMPLE[prep.interpolation])
     ch, cw = prep.crop

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rtresnet.errors import RtresnetError
+from rtresnet.fileutil import check_input_file
 from rtresnet.spec import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -66,10 +68,11 @@ def load_dataset(source: str | Path, info: ModelInfo, *, size: int | None = None
         return _synthetic(info, size or SYNTHETIC_DEFAULT_SIZE, seed)
     else:
         path = Path(source).expanduser()
-        if not path.exists():
-            raise RtresnetError(f"data source not found: {path}; give {SOURCES_HELP}")
         if path.is_dir():
             return _images(_folder_items(path, info), info, size, seed, f"image folder {path}")
+        if not os.path.lexists(path):
+            raise RtresnetError(f"data source not found: {path}; give {SOURCES_HELP}")
+        check_input_file(path, "data source")  # a broken link, a loop, a FIFO (reading one never ends)
         suffix = path.suffix.lower()
         if suffix == ".txt":
             return _images(_list_items(path), info, size, seed, f"image list {path}")
@@ -254,6 +257,11 @@ def _arrays(path: Path, info: ModelInfo) -> tuple[np.ndarray, np.ndarray | None]
             raise RtresnetError(f"{path} holds {inputs.dtype} tensors, but the model takes preprocessed float32 "
                                 "inputs (normalized NCHW)")
         inputs = inputs.astype(np.float32, copy=False)
+        bad = ~np.isfinite(inputs)
+        if bad.any():  # NaN/inf inputs make every figure computed from them meaningless
+            samples = int(bad.reshape(len(inputs), -1).any(axis=1).sum())
+            raise RtresnetError(f"{path} holds {int(bad.sum()):,} non-finite values (NaN or inf) in {samples} of "
+                                f"{len(inputs)} samples; drop or fix those samples")
     elif inputs.dtype != np.uint8:
         raise RtresnetError(f"{path} holds {inputs.dtype} tensors, but the model takes uint8 NHWC frames")
     if labels is not None:

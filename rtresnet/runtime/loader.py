@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rtresnet.backends import RUNTIMES, engine_runner
 from rtresnet.errors import RtresnetError, UsageError
+from rtresnet.fileutil import check_input_file
 from rtresnet.runtime.base import Runner
 from rtresnet.sidecar import read_sidecar, sidecar_path
 from rtresnet.spec import ModelInfo, Preprocessing, resolve_preprocessing
@@ -67,8 +69,9 @@ def load(path_or_arch: str | Path, *, backend: str | None = None, device: str | 
         return _load_file(target, backend, device, options)
     if target.is_dir():
         raise RtresnetError(f"{target} is a folder; give a model file (.onnx, or an engine with its sidecar)")
-    if target.exists() or not is_arch_name(target):
-        raise RtresnetError(f"model file not found: {target}")
+    if os.path.lexists(target) or not is_arch_name(target):
+        check_input_file(target, "model file")  # says what it is: missing, a broken link, a loop, a FIFO...
+        raise RtresnetError(f"model file not found: {target}")  # only if it vanished meanwhile
     if backend not in (None, "torch"):
         raise RtresnetError(f"{path_or_arch!r} is not a file; an arch name runs on the torch backend, the "
                             f"{backend} backend needs an exported ONNX or a built engine")

@@ -1,4 +1,5 @@
 import os
+import re
 
 import pytest
 
@@ -56,3 +57,26 @@ def test_atomic_files_get_the_umask_mode_not_0600(tmp_path):
     finally:
         os.umask(umask)
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_check_input_file_says_what_the_path_is(tmp_path):
+    from rtresnet.fileutil import check_input_file
+
+    (tmp_path / "ok").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "ok")
+    assert check_input_file(tmp_path / "link") == tmp_path / "link"
+    (tmp_path / "broken").symlink_to(tmp_path / "gone")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    os.mkfifo(tmp_path / "fifo")
+    for name, words in [("missing", "model not found"), ("broken", "broken symbolic link (to"),
+                        ("loop", "symbolic link loop"), ("fifo", "is a FIFO, not a regular file"),
+                        (".", "is a folder"), ("ok/x", "Not a directory")]:
+        with pytest.raises(RtresnetError, match=re.escape(words)):
+            check_input_file(tmp_path / name, "model")
+
+
+def test_existing_special_output_is_not_replaced(tmp_path):
+    os.mkfifo(tmp_path / "out")
+    with pytest.raises(RtresnetError, match="is a FIFO, not a regular file"):
+        atomic_write_text(tmp_path / "out", "x")
+    assert (tmp_path / "out").is_fifo() and os.listdir(tmp_path) == ["out"]

@@ -321,15 +321,10 @@ def test_symlinked_image_and_model_work(env, tmp_path):
     (lambda p: p.symlink_to(p.parent / "gone.png"), ["broken symbolic link", "gone.png"]),
     (lambda p: p.symlink_to(p), ["symbolic link loop"]),
     (lambda p: os.mkfifo(p), ["FIFO, not a regular file"]),
-    (lambda p: p.mkdir(), ["is a folder"]),  # inside a folder given to predict it is searched; named, refused
 ])
 def test_special_image_paths_are_per_file_errors(env, tmp_path, make, words):
     bad = tmp_path / "bad.png"
     make(bad)
-    if bad.is_dir():  # a folder given directly expands to its (no) images; through a list it is refused
-        with pytest.raises(RtresnetError, match="is a folder"):
-            open_image(bad)
-        return
     result = run_without_hanging(lambda: invoke("predict", env.rgb, env.img / "photo.png", bad), bad)
     assert_clean_failure(result, str(bad), *words)
     assert errors_of(result)[-1] == "error: 1 of 2 images failed"

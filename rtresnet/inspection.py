@@ -19,7 +19,7 @@ from typing import Literal
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import sha256_file
 from rtresnet.sidecar import Sidecar, check_engine_io, sidecar_path
-from rtresnet.spec import QUANT_META_PREFIX, ModelInfo, TensorSpec, graph_io
+from rtresnet.spec import QUANT_META_PREFIX, ModelInfo, TensorSpec, graph_io, graph_problem
 
 Kind = Literal["onnx", "onnxruntime-engine", "tensorrt-plan"]
 TRT_SUFFIXES = (".engine", ".plan", ".trt")  # as rtresnet.runtime.loader
@@ -179,19 +179,23 @@ def _load_onnx(path: Path):
     return model
 
 
-def _model_info(model) -> tuple[ModelInfo | None, str | None]:
+def _model_info(model, path: Path) -> tuple[ModelInfo | None, str | None]:
+    """The graph's rtresnet metadata, or None and why not (foreign, malformed, or contradicting the graph)."""
     props = {p.key: p.value for p in model.metadata_props}
     try:
-        return ModelInfo.from_metadata(props), None
+        info = ModelInfo.from_metadata(props, source=str(path))
     except RtresnetError as e:
         return None, str(e)
+    if (problem := graph_problem(info, *graph_io(model.graph))) is not None:
+        return None, f"{problem}; re-export it with `rtresnet export`"
+    return info, None
 
 
 def _onnx_report(path: Path, size: int, sha256: str, sidecar: Sidecar | None, check_machine: bool) -> ModelReport:
     model = _load_onnx(path)
     inputs, outputs = graph_io(model.graph)
-    info, why = _model_info(model)
-    notes = [] if why is None else [f"no rtresnet metadata ({why})"]
+    info, why = _model_info(model, path)
+    notes = [] if why is None else [f"metadata not used: {why}"]
     graph = summarize_graph(model, path)
     if sidecar is not None:
         check_engine_io(sidecar, path, inputs, outputs)

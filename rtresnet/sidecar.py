@@ -5,7 +5,7 @@ reader. The engine itself stays a plain TensorRT plan / ONNX model that trtexec,
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field
 from pathlib import Path
 from typing import get_args
 
@@ -13,7 +13,7 @@ from rtresnet.backends import ENGINE_KINDS
 from rtresnet.backends import EngineBackend as Backend
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_write_text, sha256_file
-from rtresnet.spec import INPUT_FORMATS, ModelInfo, Precision, TensorSpec
+from rtresnet.spec import INPUT_FORMATS, LIMITS, ModelInfo, Precision, TensorSpec, describe_range
 
 SCHEMA = "rtresnet.engine-sidecar"
 SCHEMA_VERSION = 1
@@ -55,15 +55,24 @@ class Sidecar:
 
     @classmethod
     def from_json(cls, text: str, source: str = "sidecar") -> Sidecar:
+        rebuild = "rebuild the engine with `rtresnet build --force`"
         try:
             d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise RtresnetError(f"{source} is not valid JSON: {e}") from None
+        except (json.JSONDecodeError, RecursionError) as e:
+            raise RtresnetError(f"{source} is not valid JSON ({str(e)[:80]}); {rebuild}") from None
         if not isinstance(d, dict) or d.get("schema") != SCHEMA:
-            raise RtresnetError(f"{source} is not an rtresnet engine sidecar")
-        if d.get("schema_version") != SCHEMA_VERSION:
-            raise RtresnetError(f"{source} has schema version {d.get('schema_version')}; this rtresnet reads "
-                                f"version {SCHEMA_VERSION}: rebuild the engine")
+            raise RtresnetError(f"{source} is not an rtresnet engine sidecar; {rebuild}")
+        version = d.get("schema_version")
+        if version != SCHEMA_VERSION:
+            newer = isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION
+            why = "a newer rtresnet wrote it: upgrade rtresnet, or " if newer else ""
+            raise RtresnetError(f"{source} has schema version {version}; this rtresnet reads "
+                                f"version {SCHEMA_VERSION}: {why}{rebuild}")
+        required = [k for k, f in cls.__dataclass_fields__.items()
+                    if f.default is MISSING and f.default_factory is MISSING]
+        if missing := [k for k in required if k not in d]:
+            raise RtresnetError(f"{source} is missing or has a malformed field: missing {', '.join(missing)}; "
+                                f"{rebuild}")
         try:
             values = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
             values["model"] = ModelInfo.from_dict(d["model"])
@@ -71,10 +80,16 @@ class Sidecar:
             values["outputs"] = tuple(TensorSpec.from_dict(t) for t in d["outputs"])
             values["execution_providers"] = tuple(d.get("execution_providers") or ())
             sidecar = cls(**values)
-        except (KeyError, TypeError, ValueError) as e:
-            raise RtresnetError(f"{source} is missing or has a malformed field: {e}") from None
+            for name in ("profile", "flags", "extra"):  # read with .get() everywhere: they must be objects
+                if not isinstance(getattr(sidecar, name), dict):
+                    raise TypeError(f"{name} must be an object, got {getattr(sidecar, name)!r}")
+            if not isinstance(sidecar.engine_sha256, str) or not isinstance(sidecar.onnx_sha256, str):
+                raise TypeError("engine_sha256 and onnx_sha256 must be strings")
+        except (KeyError, TypeError, ValueError, AttributeError, RtresnetError) as e:
+            what = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+            raise RtresnetError(f"{source} is missing or has a malformed field: {what}; {rebuild}") from None
         if sidecar.backend not in ENGINE_KINDS:
-            raise RtresnetError(f"{source} names an unknown backend {sidecar.backend!r}")
+            raise RtresnetError(f"{source} names an unknown backend {sidecar.backend!r}; {rebuild}")
         check_consistent(sidecar, source)
         return sidecar
 
@@ -90,8 +105,14 @@ def check_consistent(s: Sidecar, source: str) -> None:
         raise RtresnetError(f"{source} {what}: rebuild the engine with `rtresnet build`")
 
     m, p = s.model, s.model.preprocessing
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (m.num_classes, m.in_channels, *m.input_size)):
+    sizes = (m.num_classes, m.in_channels, *m.input_size, p.resize)
+    if len(m.input_size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes):
         raise RtresnetError(f"{source} is missing or has a malformed field: the model's sizes must be integers")
+    for what, value in (("num classes", m.num_classes), ("in channels", m.in_channels),
+                        *(("input size", v) for v in m.input_size), ("resize", p.resize)):
+        lo, hi = LIMITS[what]
+        if value >= 1 and not lo <= value <= hi:  # below 1: the "non-positive sizes" check below says it
+            fail(f"has a model with {what} {value}, outside {describe_range(what)}")
     if s.precision not in get_args(Precision):
         fail(f"names an unknown precision {s.precision!r}")
     if m.input_format not in INPUT_FORMATS:
@@ -118,8 +139,10 @@ def check_consistent(s: Sidecar, source: str) -> None:
     if out.dtype not in ("float32", "float16"):
         fail(f"output {out.name} is {out.dtype}, not float logits")
     lo, opt, hi = (s.profile.get(k) for k in ("min_batch", "opt_batch", "max_batch"))
-    if not all(isinstance(v, int) for v in (lo, opt, hi)) or not 1 <= lo <= opt <= hi:
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, opt, hi)) or not 1 <= lo <= opt <= hi:
         fail(f"has batch profile {lo}/{opt}/{hi} (min/opt/max must satisfy 1 <= min <= opt <= max)")
+    if hi > LIMITS["batch"][1]:
+        fail(f"has max batch {hi}, outside {describe_range('batch')}")
     if isinstance(inp.shape[0], int) and (lo != inp.shape[0] or hi != inp.shape[0]):
         fail(f"has batch profile {lo}..{hi} for a fixed batch of {inp.shape[0]}")
 

@@ -26,6 +26,44 @@ Interpolation = Literal["bilinear", "bicubic", "nearest"]
 InputFormat = Literal["float-nchw", "uint8-nhwc-rgb", "uint8-nhwc-bgr"]
 Precision = Literal["fp32", "fp16", "int8"]
 INPUT_FORMATS: tuple[str, ...] = ("float-nchw", "uint8-nhwc-rgb", "uint8-nhwc-bgr")
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+
+# The sizes rtresnet accepts, defined once: CLI options (rtresnet.cli.options.limited), the Python entry points and
+# the metadata/sidecar readers all check against this table, before anything is allocated. The top ends are far
+# above any real ResNet deployment and far below sizes that would ask an allocator for terabytes.
+LIMITS: dict[str, tuple[int, int]] = {
+    "input size": (32, 4096),        # pixels per side; five stride-2 stages need 32
+    "resize": (32, 8192),            # the shorter side before the crop (256/224 of the crop by default)
+    "batch": (1, 4096),              # fixed, min/opt/max, served and benchmarked batches
+    "num classes": (1, 100_000),
+    "in channels": (1, 64),
+    "calib size": (1, 1_000_000),
+    "calib batch": (1, 4096),
+    "threads": (0, 1024),            # 0: the runtime's own choice
+    "workspace": (1 << 20, 1 << 40),  # bytes: 1 MiB .. 1 TiB
+}
+
+
+def describe_range(what: str) -> str:
+    lo, hi = LIMITS[what]
+    if what == "workspace":
+        return f"{lo >> 20} MiB..{hi >> 40} TiB"
+    return f"{lo}..{hi}"
+
+
+def check_range(what: str, value, name: str | None = None) -> int:
+    """``value`` as an int if it is an integer within ``LIMITS[what]``; else an error naming ``name`` (the option,
+    default ``what``) and the allowed range."""
+    import numbers
+
+    name = name or what
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise RtresnetError(f"{name} must be an integer in {describe_range(what)}, got {value!r}")
+    lo, hi = LIMITS[what]
+    if not lo <= value <= hi:
+        raise RtresnetError(f"{name} {value} is out of range; give a value in {describe_range(what)}")
+    return int(value)
+
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -146,31 +184,112 @@ class ModelInfo:
         return {META_PREFIX + k: json.dumps(v, sort_keys=True) for k, v in self.to_dict().items()}
 
     @classmethod
-    def from_metadata(cls, props: dict[str, str]) -> ModelInfo:
+    def from_metadata(cls, props: dict[str, str], source: str = "this ONNX model") -> ModelInfo:
+        """The ``ModelInfo`` in ONNX metadata, checked (``model_info_problem``); ``source`` names the file."""
         d = {k[len(META_PREFIX):]: v for k, v in props.items() if k.startswith(META_PREFIX)}
         if "arch" not in d:
-            raise RtresnetError("this ONNX model has no rtresnet metadata; export it with `rtresnet export` first")
+            raise RtresnetError(f"{source} has no rtresnet metadata (made by another tool?); export the model "
+                                "with `rtresnet export` first")
         try:
-            return cls.from_dict({k: json.loads(v) for k, v in d.items()})
-        except (KeyError, TypeError, ValueError) as e:
-            raise RtresnetError(f"malformed rtresnet metadata in ONNX model: {e}") from None
+            info = cls.from_dict({k: json.loads(v) for k, v in d.items()})
+        except (KeyError, TypeError, ValueError, AttributeError, RtresnetError) as e:
+            what = f"missing key {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+            raise RtresnetError(f"{source} has malformed rtresnet metadata ({what}); it was edited or damaged: "
+                                "re-export the model with `rtresnet export`") from None
+        if (problem := model_info_problem(info)) is not None:
+            raise RtresnetError(f"{source} has malformed rtresnet metadata ({problem}); it was edited or damaged: "
+                                "re-export the model with `rtresnet export`")
+        return info
 
     def with_precision(self, precision: Precision) -> ModelInfo:
         return replace(self, precision=precision)
 
 
-def read_model_info(onnx_path: str | Path) -> ModelInfo:
-    """Read ``ModelInfo`` from an ONNX file's metadata without loading its weights."""
+def model_info_problem(info: ModelInfo) -> str | None:
+    """What makes ``info`` impossible (wrong types, sizes outside ``LIMITS``, labels for another class count), or
+    None. Metadata and sidecars are JSON a user can edit: every reader checks this before sizing anything by it."""
+    def integer(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if not isinstance(info.arch, str) or not info.arch:
+        return f"arch {info.arch!r} is not a name"
+    size = tuple(info.input_size)
+    if len(size) != 2 or not all(map(integer, size)):
+        return f"input_size {list(size)} is not two integers"
+    for what, value in (("num classes", info.num_classes), ("in channels", info.in_channels),
+                        *(("input size", v) for v in size), ("resize", info.preprocessing.resize),
+                        *((("batch", info.max_batch),) if info.max_batch is not None else ())):
+        lo, hi = LIMITS[what]
+        if not integer(value) or not lo <= value <= hi:
+            return f"{what} {value!r} is not an integer in {describe_range(what)}"
+    if info.input_format not in INPUT_FORMATS:
+        return f"unknown input format {info.input_format!r}"
+    if info.precision not in PRECISIONS:
+        return f"unknown precision {info.precision!r}"
+    if not all(isinstance(v, str) for v in info.labels):
+        return "labels are not all strings"
+    if info.labels and len(info.labels) != info.num_classes:
+        return f"{len(info.labels)} labels for {info.num_classes} classes"
+    if info.preprocessing.channels != info.in_channels:
+        return f"{info.preprocessing.channels} mean/std values for {info.in_channels} input channels"
+    if tuple(info.preprocessing.crop) != size:
+        return f"crop {list(info.preprocessing.crop)} differs from input_size {list(size)}"
+    return None
+
+
+def graph_problem(info: ModelInfo, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]) -> str | None:
+    """Where the graph's own input/output contradicts ``info`` (metadata edited by hand, or copied from another
+    model), or None. Dynamic (named) dimensions match anything."""
+    def text(t: TensorSpec) -> str:
+        return f"{t.name}[{', '.join(str(d) for d in t.shape)}]"
+
+    if len(inputs) != 1 or len(outputs) != 1:
+        return f"the graph has {len(inputs)} inputs and {len(outputs)} outputs; rtresnet runs classifiers with one each"
+    want = info.input_shape()
+    got = inputs[0].shape
+    if len(got) != len(want) or any(isinstance(g, int) and g != w for g, w in zip(got[1:], want[1:], strict=True)):
+        return f"the graph's input is {text(inputs[0])} but the metadata says [{', '.join(map(str, want))}]"
+    out = outputs[0].shape
+    if len(out) != 2 or (isinstance(out[1], int) and out[1] != info.num_classes):
+        return f"the graph's output is {text(outputs[0])} but the metadata says {info.num_classes} classes"
+    return None
+
+
+def load_onnx_header(path: str | Path, what: str = "ONNX model"):
+    """The ``onnx.ModelProto`` at ``path`` without its external weights; one-line errors for a missing file, a
+    folder, an empty or non-ONNX file (and a TensorRT plan given where an ONNX model belongs)."""
     import onnx
 
-    path = Path(onnx_path)
+    path = Path(path)
+    if path.is_dir():
+        raise RtresnetError(f"{path} is a folder; give an {what} file (from `rtresnet export`)")
     if not path.is_file():
-        raise RtresnetError(f"ONNX model not found: {path}")
+        raise RtresnetError(f"{what} not found: {path}")
+    again = "export it again with `rtresnet export`"
+    if path.suffix.lower() in (".engine", ".plan", ".trt"):
+        again = "give the ONNX model it was built from (TensorRT plans are not ONNX)"
+    if path.stat().st_size == 0:
+        raise RtresnetError(f"{path} is empty, not an {what}; {again}")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # onnx raises DecodeError and friends for non-ONNX bytes
-        raise RtresnetError(f"{path} is not a readable ONNX model ({type(e).__name__})") from None
-    return ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props})
+        raise RtresnetError(f"{path} is not a readable {what} ({type(e).__name__}: truncated or not ONNX); "
+                            f"{again}") from None
+    if not model.graph.node or not model.graph.output:
+        raise RtresnetError(f"{path} holds no ONNX graph (truncated or not ONNX); {again}")
+    return model
+
+
+def read_model_info(onnx_path: str | Path) -> ModelInfo:
+    """Read ``ModelInfo`` from an ONNX file's metadata without loading its weights; refuse a file that is not an
+    rtresnet ONNX model, or whose metadata contradicts its graph."""
+    path = Path(onnx_path)
+    model = load_onnx_header(path)
+    info = ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props}, source=str(path))
+    if (problem := graph_problem(info, *graph_io(model.graph))) is not None:
+        raise RtresnetError(f"{path}: {problem}; its metadata was edited or belongs to another model: re-export "
+                            "it with `rtresnet export`")
+    return info
 
 
 def write_model_info(model, info: ModelInfo) -> None:  # model: onnx.ModelProto
@@ -213,17 +332,41 @@ def graph_io(graph) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:  #
     return inputs, tuple(TensorSpec.from_value_info(v) for v in graph.output)
 
 
-def read_labels(path: str | Path) -> tuple[str, ...]:
-    """Class names, one per line (trailing blank lines ignored)."""
+LABELS_MAX_BYTES = 64 << 20  # 100000 class names fit many times over; a bigger "labels file" is something else
+
+
+def read_labels(path: str | Path, num_classes: int | None = None) -> tuple[str, ...]:
+    """Class names, one per line (trailing blank lines ignored); with ``num_classes``, exactly that many. Only a
+    regular file is opened (a FIFO or device would block or never end)."""
     path = Path(path)
+    what = "give a UTF-8 text file with one class name per line"
+    if path.is_dir():
+        raise RtresnetError(f"labels file {path} is a folder; {what}")
+    if not path.exists():
+        raise RtresnetError(f"labels file {path} not found; {what}")
+    if not path.is_file():
+        raise RtresnetError(f"labels file {path} is not a regular file (a pipe or device); {what}")
+    if path.stat().st_size > LABELS_MAX_BYTES:
+        raise RtresnetError(f"labels file {path} is {path.stat().st_size >> 20} MiB, too large for class names; "
+                            f"{what}")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise RtresnetError(f"cannot read labels file {path} ({type(e).__name__}); give a UTF-8 text file with "
-                            "one class name per line") from None
+        data = path.read_bytes()
+    except OSError as e:
+        raise RtresnetError(f"cannot read labels file {path} ({e.strerror or type(e).__name__}); {what}") from None
+    try:
+        if b"\0" in data:
+            raise UnicodeDecodeError("utf-8", data, data.index(b"\0"), data.index(b"\0") + 1, "NUL byte")
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise RtresnetError(f"labels file {path} is binary, not text; {what}") from None
     while lines and not lines[-1].strip():
         lines.pop()
     labels = tuple(line.strip() for line in lines)
+    if not labels:
+        raise RtresnetError(f"labels file {path} is empty; {what}")
     if "" in labels:
         raise RtresnetError(f"labels file {path} has an empty line {labels.index('') + 1}; one class name per line")
+    if num_classes is not None and len(labels) != num_classes:
+        raise RtresnetError(f"labels file {path} has {len(labels)} names but the model has {num_classes} classes; "
+                            "give exactly one per class")
     return labels

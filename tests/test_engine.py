@@ -204,10 +204,12 @@ def test_batch_profile_resolution():
     assert resolve_batches(8, None, None, None) == (8, 8, 8)
     with pytest.raises(RtresnetError, match="fixed batch of 8"):
         resolve_batches(8, 1, None, 32)
-    with pytest.raises(RtresnetError, match="fixed batch of 8"):
+    with pytest.raises(RtresnetError, match=r"--min-batch 0 is out of range; give a value in 1\.\.4096"):
         resolve_batches(8, 0, None, None)  # 0 is a value, not "unset"
-    with pytest.raises(RtresnetError, match="--max-batch must be at least 1, got 0"):
+    with pytest.raises(RtresnetError, match=r"--max-batch 0 is out of range"):
         resolve_batches("batch", None, None, 0)
+    with pytest.raises(RtresnetError, match=r"--max-batch must be an integer in 1\.\.4096, got 2\.5"):
+        resolve_batches("batch", None, None, 2.5)
 
 
 def test_already_quantized_onnx_is_built_as_is(onnx_model, tmp_path):
@@ -254,10 +256,11 @@ def test_cli_errors_are_one_line(onnx_model, tmp_path, no_tensorrt):
 def test_parse_size():
     from rtresnet.cli.build_cmd import parse_size
 
-    assert parse_size("4GiB") == 4 << 30 and parse_size("512MiB") == 512 << 20 and parse_size("1000") == 1000
+    assert parse_size("4GiB") == 4 << 30 and parse_size("512MiB") == 512 << 20 and parse_size("1048576") == 1 << 20
     assert parse_size("1.5GB") == 1_500_000_000
-    with pytest.raises(RtresnetError):
-        parse_size("0GiB")
+    for bad in ("0GiB", "1000", "2TiB", "9" * 400):  # below 1 MiB, above 1 TiB, a float that would overflow
+        with pytest.raises(RtresnetError, match=r"1 MiB\.\.1 TiB"):
+            parse_size(bad)
 
 
 KILLED_BUILD = """

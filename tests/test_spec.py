@@ -33,9 +33,10 @@ def test_preprocessing_validation_and_defaults():
 
 
 def test_model_info_round_trip_through_onnx(tmp_path):
-    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["logits"])], "g",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3])])
+    # the graph's I/O agree with INFO (1x3x224x224 in, 3 classes out): read_model_info checks them
+    graph = helper.make_graph([helper.make_node("ReduceMean", ["input"], ["logits"], axes=[2, 3], keepdims=0)], "g",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 224, 224])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])])
     model = helper.make_model(graph)
     entry = model.metadata_props.add()
     entry.key, entry.value = "author", "someone else"
@@ -58,8 +59,11 @@ def test_read_model_info_errors(tmp_path):
         read_model_info(tmp_path / "junk.onnx")
     graph = helper.make_graph([], "empty", [], [])
     onnx.save(helper.make_model(graph), tmp_path / "bare.onnx")
-    with pytest.raises(RtresnetError, match="no rtresnet metadata"):
+    with pytest.raises(RtresnetError, match="holds no ONNX graph"):
         read_model_info(tmp_path / "bare.onnx")
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(RtresnetError, match="empty.onnx is empty, not an ONNX model"):
+        read_model_info(tmp_path / "empty.onnx")
 
 
 def test_atomic_path_keeps_the_old_file_on_failure(tmp_path):

@@ -10,6 +10,8 @@ import click
 
 from rtresnet.bench.backends import BACKENDS
 from rtresnet.bench.harness import DEFAULT_BACKENDS, DEFAULT_GPU_BACKENDS, DEVICES
+from rtresnet.cli.options import limited
+from rtresnet.spec import LIMITS, describe_range
 
 GATE_EXIT_CODE = 3
 
@@ -18,9 +20,11 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
     try:
         sizes = tuple(int(v) for v in value.split(",") if v.strip())
     except ValueError:
-        raise click.BadParameter(f"expected comma-separated integers such as 1,8,32, got {value!r}") from None
-    if not sizes or any(s < 1 for s in sizes):
-        raise click.BadParameter(f"batch sizes must be positive integers, got {value!r}")
+        raise click.BadParameter(f"expected comma-separated integers in {describe_range('batch')} such as 1,8,32, "
+                                 f"got {value!r}") from None
+    lo, hi = LIMITS["batch"]
+    if not sizes or any(not lo <= s <= hi for s in sizes):
+        raise click.BadParameter(f"batch sizes must be integers in {describe_range('batch')}, got {value!r}")
     return sizes
 
 
@@ -30,9 +34,9 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 @click.option("--models", "models_flag", is_flag=True,
               help="Benchmark the given engine/ONNX files (MODEL_FILES) instead of --arch.")
 @click.option("--weights", default=None, help="Named weights (IMAGENET1K_V2) or a checkpoint; random if omitted.")
-@click.option("--num-classes", type=click.IntRange(min=1), default=None, help="Classifier size (default: weights').")
-@click.option("--in-channels", type=click.IntRange(min=1), default=3, show_default=True, help="Input channels.")
-@click.option("--input-size", type=click.IntRange(min=8), default=224, show_default=True,
+@click.option("--num-classes", type=limited("num classes"), default=None, help="Classifier size (default: weights').")
+@click.option("--in-channels", type=limited("in channels"), default=3, show_default=True, help="Input channels.")
+@click.option("--input-size", type=limited("input size"), default=224, show_default=True,
               help="Square input size (--arch only: model files have their own).")
 @click.option("--backends", default=None,
               help=f"Comma-separated, from: {', '.join(BACKENDS)} [default: {','.join(DEFAULT_BACKENDS)}; with "
@@ -48,14 +52,14 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str) -> tuple[i
 @click.option("--iters", type=click.IntRange(min=1), default=None, help="Timed iterations per batch size.")
 @click.option("--duration-s", type=click.FloatRange(min=0), default=None,
               help="Timed seconds per batch size instead [default: 3, at least 5 iterations].")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
+@click.option("--threads", type=limited("threads", low=1), default=None,
               help="CPU threads for PyTorch and onnxruntime [default: usable cores].")
 @click.option("--data", default="synthetic", show_default=True,
               help="Inputs: an image folder (ImageFolder layout = labeled), .npy/.npz, digits, or synthetic.")
 @click.option("--samples", type=click.IntRange(min=1), default=None,
               help="Samples for accuracy [default: all of a folder/digits, 64 synthetic].")
 @click.option("--calib-data", default=None, help="INT8 calibration data [default: --data; digits train split].")
-@click.option("--calib-size", type=click.IntRange(min=1), default=512, show_default=True,
+@click.option("--calib-size", type=limited("calib size"), default=512, show_default=True,
               help="INT8 calibration samples (as build; NVIDIA recommends at least 500).")
 @click.option("--calib-method", type=click.Choice(("entropy", "minmax", "percentile")), default="entropy",
               show_default=True, help="INT8 calibration method.")
@@ -157,5 +161,11 @@ def bench(model_files: tuple[Path, ...], arch: str | None, models_flag: bool, we
     for g in report.gate_failures:
         click.echo(f"gate failed: {g.message}", err=True)
     click.echo(summary_line(report), err=json_stdout)
+    if model_files and not any(b.ok for b in report.backends):  # nothing measured: not a success
+        from rtresnet.errors import RtresnetError
+
+        first = next((b for b in report.backends if b.reason), None)
+        why = f" ({first.artifact or first.name}: {first.reason})" if first is not None else ""
+        raise RtresnetError(f"none of the model files ran{why}")
     if report.gate_failures:
         raise click.exceptions.Exit(GATE_EXIT_CODE)

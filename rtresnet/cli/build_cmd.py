@@ -10,6 +10,7 @@ from rtresnet.cli.options import (
     CALIBRATION_KWARGS,
     VERIFY_KWARGS,
     calibration_options,
+    limited,
     one_precision,
     refuse_given_without_int8,
     verification_options,
@@ -24,12 +25,18 @@ _UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 
 
 def parse_size(text: str) -> int:
     """'4GiB' -> 4294967296, '512MiB', '1.5GB', '1048576' (bytes)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
+    from rtresnet.spec import LIMITS, describe_range
+
+    m = re.fullmatch(r"\s*(\d{1,15}(?:\.\d{1,15})?)\s*([A-Za-z]*)\s*", str(text))  # 15 digits: no float overflow
     if not m or m.group(2).lower() not in _UNITS:
-        raise RtresnetError(f"cannot read size {text!r}; write it like 4GiB, 512MiB or a number of bytes")
+        shown = text if len(str(text)) <= 24 else f"{str(text)[:20]}..."
+        raise RtresnetError(f"--workspace: cannot read size {shown!r}; write it like 4GiB, 512MiB or a number of "
+                            f"bytes ({describe_range('workspace')})")
     value = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
-    if value <= 0:
-        raise RtresnetError(f"size {text!r} must be positive")
+    lo, hi = LIMITS["workspace"]
+    if not lo <= value <= hi:
+        raise RtresnetError(f"--workspace {text} is out of range; give {describe_range('workspace')} "
+                            "(e.g. 4GiB)")
     return value
 
 
@@ -49,9 +56,11 @@ def parse_size(text: str) -> int:
 @click.option("--device", type=click.Choice(tuple(DEVICES)),
               help="Where the engine runs: cpu builds an onnxruntime engine, cuda a TensorRT one [default: from "
                    "--backend].")
-@click.option("--min-batch", type=int, help="Smallest batch of the profile [default: 1, or the fixed batch].")
-@click.option("--opt-batch", type=int, help="Batch TensorRT tunes for [default: the max batch].")
-@click.option("--max-batch", type=int, help="Largest batch of the profile [default: 32, or the fixed batch].")
+@click.option("--min-batch", type=limited("batch"),
+              help="Smallest batch of the profile [default: 1, or the fixed batch].")
+@click.option("--opt-batch", type=limited("batch"), help="Batch TensorRT tunes for [default: the max batch].")
+@click.option("--max-batch", type=limited("batch"),
+              help="Largest batch of the profile [default: 32, or the fixed batch].")
 @click.option("--workspace", default="4GiB", help="TensorRT workspace memory pool limit (4GiB, 512MiB...).")
 @click.option("--opt-level", type=click.IntRange(0, 5), default=3, help="TensorRT builder optimization level.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False),

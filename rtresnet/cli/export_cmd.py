@@ -6,6 +6,8 @@ import re
 
 import click
 
+from rtresnet.cli.options import limited
+
 # Options that take one value per channel (or H W): click options have a fixed arity, so the words that follow
 # them are joined into one comma-separated value before click parses the command line.
 _MULTI_VALUE = ("--input-size", "--mean", "--std")
@@ -45,23 +47,41 @@ def _floats(option: str, text: str | None) -> tuple[float, ...] | None:
         raise RtresnetError(f"{option} takes numbers, one per input channel, got {text!r}") from None
 
 
+def _input_size(text: str) -> tuple[int, int]:
+    """--input-size "N", "H W", "HxW" -> (H, W) within LIMITS, refused before the model is built at that size."""
+    from rtresnet.errors import RtresnetError
+    from rtresnet.export import parse_input_size
+    from rtresnet.spec import check_range, describe_range
+
+    parts = text.replace("x", " ").replace(",", " ").split()
+    if len(parts) not in (1, 2) or not all(re.fullmatch(r"[+-]?\d{1,12}", p) for p in parts):
+        raise RtresnetError(f"--input-size takes one integer or two (H W) in {describe_range('input size')}, "
+                            f"got {text!r}")
+    for p in parts:
+        check_range("input size", int(p), "--input-size")
+    return parse_input_size(text)
+
+
 @click.command(cls=_ExportCommand)
 @click.option("--arch", required=True, help="Architecture (see `rtresnet models`).")
 @click.option("--weights", help="Named weights (IMAGENET1K_V2, DEFAULT) or a checkpoint file; random init if unset.")
-@click.option("--num-classes", type=int, help="Classifier size (default: the checkpoint's, 1000 without weights).")
-@click.option("--in-channels", type=int, default=3, show_default=True, help="Input channels (1 for grayscale).")
+@click.option("--num-classes", type=limited("num classes"),
+              help="Classifier size (default: the checkpoint's, 1000 without weights).")
+@click.option("--in-channels", type=limited("in channels"), default=3, show_default=True,
+              help="Input channels (1 for grayscale).")
 @click.option("--reset-head", is_flag=True, help="Re-initialize the classifier when --num-classes differs.")
 @click.option("--input-size", "input_size", metavar="N | H W",
               help="Input height and width (default: the crop, else 224).")
-@click.option("--batch", type=int, help="Fix the batch size (default: dynamic batch axis).")
-@click.option("--max-batch", type=int, help="Largest batch planned for the dynamic axis (recorded in metadata).")
+@click.option("--batch", type=limited("batch"), help="Fix the batch size (default: dynamic batch axis).")
+@click.option("--max-batch", type=limited("batch"),
+              help="Largest batch planned for the dynamic axis (recorded in metadata).")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (13..20).")
 @click.option("--preprocess", type=click.Choice(["none", "uint8-nhwc-rgb", "uint8-nhwc-bgr"]), default="none",
               show_default=True, help="Fuse preprocessing: the graph takes (N,H,W,3) uint8 frames.")
-@click.option("--resize", type=int,
+@click.option("--resize", type=limited("resize"),
               help="Custom weights: shorter side resized to this before the crop [default: 256/224 of the crop's "
                    "longer side, so any photo fills it].")
-@click.option("--crop", type=int, help="Custom weights: center crop (= input size).")
+@click.option("--crop", type=limited("input size"), help="Custom weights: center crop (= input size).")
 @click.option("--mean", metavar="M ...", help="Custom weights: per-channel mean (on the 0..1 scale).")
 @click.option("--std", metavar="S ...", help="Custom weights: per-channel std.")
 @click.option("--interpolation", type=click.Choice(["bilinear", "bicubic", "nearest"]),
@@ -82,9 +102,9 @@ def export(arch: str, weights: str | None, num_classes: int | None, in_channels:
       rtresnet export --arch resnet50 --preprocess uint8-nhwc-bgr --batch 8 -o engines/r50_bgr.onnx
     """
     from rtresnet.errors import RtresnetError
-    from rtresnet.export import check_input_size, export_onnx, make_preprocessing, parse_input_size, read_labels
+    from rtresnet.export import check_input_size, export_onnx, make_preprocessing, read_labels
 
-    size = parse_input_size(input_size) if input_size is not None else None
+    size = _input_size(input_size) if input_size is not None else None
     if crop is not None and size is not None and size != (crop, crop):
         raise RtresnetError(f"--crop {crop} differs from --input-size {size[0]}x{size[1]}; the crop is the input "
                             "size, give one of them")
@@ -92,7 +112,7 @@ def export(arch: str, weights: str | None, num_classes: int | None, in_channels:
     custom = any(v is not None for v in (resize, crop, mean, std, interpolation))
     prep = make_preprocessing(in_channels, size, resize=resize, mean=_floats("--mean", mean),
                               std=_floats("--std", std), interpolation=interpolation or "bilinear") if custom else None
-    labels = read_labels(labels_file) if labels_file is not None else None
+    labels = read_labels(labels_file, num_classes) if labels_file is not None else None
     input_format = "float-nchw" if preprocess == "none" else preprocess
     result = export_onnx(arch, output, weights=weights, num_classes=num_classes, in_channels=in_channels,
                          reset_head=reset_head, input_size=size, batch=batch, max_batch=max_batch, opset=opset,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rtresnet.cli.options import batch_sizes
+from rtresnet.cli.options import batch_sizes, limited
 
 
 @click.command("export-triton")
@@ -14,7 +14,7 @@ from rtresnet.cli.options import batch_sizes
 @click.option("--repository", "-r", type=click.Path(path_type=Path), required=True,
               help="Triton model repository folder (created if missing).")
 @click.option("--model-name", default=None, help="Model folder and name (default: the engine's file name).")
-@click.option("--max-batch", type=int, default=None,
+@click.option("--max-batch", type=limited("batch"), default=None,
               help="max_batch_size (default: the engine profile's maximum; 32 for a plain ONNX).")
 @click.option("--max-queue-delay-us", type=int, default=100, show_default=True,
               help="Dynamic batching: how long Triton may hold a request to batch it.")

@@ -6,10 +6,12 @@ import json
 
 import click
 
+from rtresnet.cli.options import limited
+
 
 @click.command("models")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--input-size", type=click.IntRange(32, 4096), default=224, show_default=True,
+@click.option("--input-size", type=limited("input size"), default=224, show_default=True,
               help="Square input size the MACs are counted at.")
 def models(as_json: bool, input_size: int) -> None:
     """List the architectures: parameters, GMACs per image, and named weights with their ImageNet top-1.

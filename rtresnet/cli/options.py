@@ -4,7 +4,30 @@ from __future__ import annotations
 
 import click
 
-from rtresnet.precision.int8 import HIGH_PRECISIONS, METHODS
+from rtresnet.spec import LIMITS
+
+
+class LimitedInt(click.IntRange):
+    """An integer within a range; anything else (out of range, 1.5, abc) is refused naming the range."""
+
+    def __init__(self, low: int | None, high: int, allowed: str) -> None:
+        super().__init__(low, high)
+        self.allowed = allowed
+
+    def convert(self, value, param, ctx):
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(f"must be an integer in {self.allowed}, got {value!r}", param, ctx)
+
+
+def limited(what: str, low: int | None = None, *, top_only: bool = False) -> LimitedInt:
+    """An integer option within ``rtresnet.spec.LIMITS[what]`` (``low`` raises its bottom): click refuses anything
+    else in one line naming the range, before any work starts. ``top_only``: values below the range pass on to the
+    library, whose own message says what is wrong with them."""
+    lo, hi = LIMITS[what]
+    lo = lo if low is None else low
+    return LimitedInt(None if top_only else lo, hi, f"{lo}..{hi}")
 
 # CalibrationSettings' fields as options (its cache_dir is `quantize --cache-dir`; build keeps ranges in the cache)
 CALIBRATION_KWARGS = ("calib_data", "calib_size", "calib_batch", "method", "percentile", "high_precision",
@@ -14,13 +37,17 @@ CALIBRATION_KWARGS = ("calib_data", "calib_size", "calib_batch", "method", "perc
 def calibration_options(f):
     """Calibration options shared by `rtresnet quantize` and `rtresnet build`; they arrive as the keyword
     arguments of ``quantize_int8`` named in ``CALIBRATION_KWARGS`` (``exclude`` is a tuple)."""
+    from rtresnet.precision.int8 import HIGH_PRECISIONS, METHODS  # here: commands without calibration skip it
+
     options = [
         click.option("--calib-data", "calib_data", metavar="DIR|LIST.txt|FILE.npy|digits|synthetic",
                      help="Calibration data: image folder (recursive), text list of images, .npy/.npz tensors, "
                           "'digits' or 'synthetic' (random: timing only)."),
-        click.option("--calib-size", "calib_size", type=int, default=512, show_default=True,
+        click.option("--calib-size", "calib_size", type=limited("calib size", top_only=True), default=512,
+                     show_default=True,
                      help="Calibration samples (seeded random choice; warns below 300)."),
-        click.option("--calib-batch", "calib_batch", type=int, default=16, show_default=True,
+        click.option("--calib-batch", "calib_batch", type=limited("calib batch", top_only=True), default=16,
+                     show_default=True,
                      help="Samples per calibration batch."),
         click.option("--calib-method", "method", type=click.Choice(METHODS),
                      default="entropy", show_default=True,
@@ -85,13 +112,17 @@ def refuse_given_without_int8(names) -> None:
 def batch_sizes(text: str | None, option: str) -> tuple[int, ...]:
     """"4,8,16" -> (4, 8, 16); anything else is a one-line error naming ``option``."""
     from rtresnet.errors import RtresnetError
+    from rtresnet.spec import describe_range
 
     if not text:
         return ()
     try:
         sizes = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise RtresnetError(f"{option} takes comma-separated integers such as 4,8,16, got {text!r}") from None
-    if any(s < 1 for s in sizes):
-        raise RtresnetError(f"{option} values must be at least 1, got {text!r}")
+        raise RtresnetError(f"{option} takes comma-separated integers in {describe_range('batch')} such as 4,8,16, "
+                            f"got {text!r}") from None
+    from rtresnet.spec import check_range
+
+    for s in sizes:
+        check_range("batch", s, f"{option} value")
     return sizes

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rtresnet.cli.options import batch_sizes
+from rtresnet.cli.options import batch_sizes, limited
 
 BACKEND_CHOICES = ("auto", "onnxruntime", "tensorrt")
 
@@ -20,7 +20,7 @@ BACKEND_CHOICES = ("auto", "onnxruntime", "tensorrt")
 @click.option("--metrics-port", type=int, default=8002, show_default=True,
               help="Prometheus metrics port (0: a free one).")
 @click.option("--model-name", default=None, help="Name clients use (default: the model file's name).")
-@click.option("--max-batch", type=click.IntRange(min=1), default=None,
+@click.option("--max-batch", type=limited("batch"), default=None,
               help="Largest batch Triton forms or accepts (default: the engine's maximum, else 32).")
 @click.option("--max-queue-delay-us", type=click.IntRange(min=0), default=100, show_default=True,
               help="How long Triton may hold a request to batch it with others.")
@@ -37,7 +37,7 @@ BACKEND_CHOICES = ("auto", "onnxruntime", "tensorrt")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
               help="Runtime; auto follows the file (engine sidecar, .onnx).")
 @click.option("--device", default=None, help="cpu, cuda[:N], or tensorrt[:N] (onnxruntime's TensorRT EP).")
-@click.option("--threads", type=click.IntRange(min=0), default=None, help="onnxruntime intra-op threads per instance.")
+@click.option("--threads", type=limited("threads"), default=None, help="onnxruntime intra-op threads per instance.")
 @click.pass_context
 def serve(ctx: click.Context, model: Path, host: str, http_port: int, grpc_port: int, metrics_port: int,
           model_name: str | None, max_batch: int | None, max_queue_delay_us: int, preferred_batch_sizes: str | None,

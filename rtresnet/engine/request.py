@@ -15,7 +15,7 @@ from rtresnet.backends import BUILD_BACKENDS, engine_builder
 from rtresnet.backends import EngineBackend as Backend
 from rtresnet.errors import RtresnetError
 from rtresnet.sidecar import Sidecar
-from rtresnet.spec import ModelInfo, TensorSpec
+from rtresnet.spec import LIMITS, ModelInfo, TensorSpec, check_range, describe_range
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,11 @@ def major_minor(version: str | None) -> str:
 
 def resolve_batches(onnx_batch: int | str, min_batch: int | None, opt_batch: int | None,
                     max_batch: int | None) -> tuple[int, int, int]:
-    """The optimization profile: 1..32 for a dynamic batch axis, the fixed size for a static one."""
+    """The optimization profile: 1..32 for a dynamic batch axis, the fixed size for a static one. Every batch
+    given is an integer within ``LIMITS["batch"]``: an engine profile sizes device buffers by its maximum."""
+    for name, value in (("--min-batch", min_batch), ("--opt-batch", opt_batch), ("--max-batch", max_batch)):
+        if value is not None:
+            check_range("batch", value, name)
     if isinstance(onnx_batch, int) and onnx_batch > 0:
         lo = onnx_batch if min_batch is None else min_batch
         hi = onnx_batch if max_batch is None else max_batch
@@ -196,10 +200,8 @@ def check_options(backend: Backend, *, opt_level: int, workspace_bytes: int, dla
     if hardware_compat not in HARDWARE_COMPAT:
         raise RtresnetError(f"unknown hardware compatibility {hardware_compat!r}; use one of "
                             f"{', '.join(HARDWARE_COMPAT)}")
-    if not 0 <= opt_level <= 5:
+    if isinstance(opt_level, bool) or not isinstance(opt_level, int) or not 0 <= opt_level <= 5:
         raise RtresnetError(f"--opt-level must be 0-5 (TensorRT's builder optimization level), got {opt_level}")
-    if workspace_bytes <= 0:
-        raise RtresnetError(f"--workspace must be positive, got {workspace_bytes} bytes")
     if gpu_fallback and dla_core is None:
         raise RtresnetError("--gpu-fallback only applies with --dla-core N")
     if dla_core is not None and dla_core < 0:
@@ -213,6 +215,9 @@ def check_options(backend: Backend, *, opt_level: int, workspace_bytes: int, dla
             raise RtresnetError(f"{', '.join(used)} only apply to TensorRT engines, but this build uses "
                                 f"{backend}; drop them or build with --backend tensorrt on a machine with TensorRT")
     check_dla(dla_core, precision=precision, hardware_compat=hardware_compat, version_compat=version_compat)
+    lo, hi = LIMITS["workspace"]
+    if isinstance(workspace_bytes, bool) or not isinstance(workspace_bytes, int) or not lo <= workspace_bytes <= hi:
+        raise RtresnetError(f"--workspace must be {describe_range('workspace')}, got {workspace_bytes!r} bytes")
 
 
 def rebuild_command(request: BuildRequest, output: Path) -> str:

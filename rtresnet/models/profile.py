@@ -67,7 +67,12 @@ def count_arch(arch: str, input_size: tuple[int, int] = (224, 224), num_classes:
     It walks the same construction as ``ResNet.__init__``; tests check it against ``count_params`` and the
     hook-based ``count_macs`` of built models for every arch.
     """
+    from rtresnet.spec import check_range
+
     spec = get_arch(arch)
+    for what, value in (("input size", input_size[0]), ("input size", input_size[1]),
+                        ("num classes", num_classes), ("in channels", in_channels)):
+        check_range(what, value)
     params = macs = 0
     h, w = input_size
 

@@ -30,7 +30,7 @@ from rtresnet.serving.model_config import (
     parse_config,
 )
 from rtresnet.sidecar import read_sidecar, sidecar_path
-from rtresnet.spec import ModelInfo, TensorSpec
+from rtresnet.spec import ModelInfo, TensorSpec, check_range
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,13 @@ class _Source:
 def _source(path: Path) -> _Source:
     if sidecar_path(path).is_file() or path.suffix.lower() in (".engine", ".plan", ".trt"):
         sidecar = read_sidecar(path)  # checks the engine's sha256 too
+        if sidecar.backend == "onnxruntime":  # an ONNX engine can be opened: its I/O must be the sidecar's
+            import onnx
+
+            from rtresnet.sidecar import check_engine_io
+            from rtresnet.spec import graph_io
+
+            check_engine_io(sidecar, path, *graph_io(onnx.load(str(path), load_external_data=False).graph))
         profile = sidecar.profile or {}
         if sidecar.backend == "tensorrt":
             need = f"TensorRT {sidecar.tensorrt_version} (the plan loads only in a Triton release built with it)"
@@ -178,8 +185,7 @@ def _max_batch(src: _Source, asked: int | None) -> int:
                             f"rebuild it with --min-batch 1")
     top = src.max_batch
     if asked is not None:
-        if asked < 1:
-            raise RtresnetError(f"max batch must be at least 1, got {asked}")
+        check_range("batch", asked, "max batch")
         if top is not None and asked > top:
             raise RtresnetError(f"max batch {asked} exceeds the engine profile's maximum {top}; Triton would refuse "
                                 f"the model: rebuild the engine with --max-batch {asked}")

@@ -30,6 +30,7 @@ from rtresnet.errors import RtresnetError
 from rtresnet.runtime.base import top_predictions
 from rtresnet.serving.model_config import MODEL_INFO_PARAMETER, SERVE_EXTRA
 from rtresnet.serving.repository import check_model_name, default_model_name
+from rtresnet.spec import check_range
 
 log = logging.getLogger(__name__)
 
@@ -227,9 +228,7 @@ def start_server(model: str | Path, settings: ServeSettings = ServeSettings(), *
 def _max_batch(runner: Any, asked: int | None) -> int:
     top = runner.input_spec.max_batch
     if asked is not None:
-        if asked < 1:
-            raise RtresnetError(f"max batch must be at least 1, got {asked}")
-        return asked  # above the engine's maximum the runner splits the batch
+        return check_range("batch", asked, "max batch")  # above the engine's maximum the runner splits the batch
     return int(top or runner.info.max_batch or 32)
 
 

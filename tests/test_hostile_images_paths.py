@@ -242,6 +242,7 @@ def test_calibration_skips_bad_images_and_names_them(env, tmp_path):
     assert result.exit_code == 0, result.output
     assert GENERIC not in result.stderr and "skipped 5 unreadable image(s)" in result.stderr
     assert "bomb.png" in result.stderr and "decompression bomb" in result.stderr
+    assert result.stderr.count(str(calib / "zero.jpg")) == 1  # each skipped file named once
     onnx.checker.check_model(str(out))
 
 

@@ -214,8 +214,9 @@ def _images(items: list[tuple[Path, int | None]], info: ModelInfo, size: int | N
         path = items[i][0]
         try:
             chosen.append((int(i), image_pixels(open_image(path), info.preprocessing)))
-        except RtresnetError as e:
-            bad.append(f"{path} ({e})" if "not found" not in str(e) else f"{path} (missing)")
+        except RtresnetError as e:  # most messages name the file already: do not repeat it
+            msg = str(e)
+            bad.append(f"{path} (missing)" if "not found" in msg else msg if str(path) in msg else f"{path}: {msg}")
     if bad:
         log.warning("skipped %d unreadable image(s): %s", len(bad), "; ".join(bad[:5]) + ("; ..." if len(bad) > 5
                                                                                           else ""))

@@ -88,7 +88,7 @@ class Sidecar:
         except (KeyError, TypeError, ValueError, AttributeError, RtresnetError) as e:
             what = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
             raise RtresnetError(f"{source} is missing or has a malformed field: {what}; {rebuild}") from None
-        if sidecar.backend not in ENGINE_KINDS:
+        if not isinstance(sidecar.backend, str) or sidecar.backend not in ENGINE_KINDS:
             raise RtresnetError(f"{source} names an unknown backend {sidecar.backend!r}; {rebuild}")
         check_consistent(sidecar, source)
         return sidecar
@@ -107,7 +107,8 @@ def check_consistent(s: Sidecar, source: str) -> None:
     m, p = s.model, s.model.preprocessing
     sizes = (m.num_classes, m.in_channels, *m.input_size, p.resize)
     if len(m.input_size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes):
-        raise RtresnetError(f"{source} is missing or has a malformed field: the model's sizes must be integers")
+        raise RtresnetError(f"{source} is missing or has a malformed field: the model's sizes must be integers; "
+                            "rebuild the engine with `rtresnet build`")
     for what, value in (("num classes", m.num_classes), ("in channels", m.in_channels),
                         *(("input size", v) for v in m.input_size), ("resize", p.resize)):
         lo, hi = LIMITS[what]

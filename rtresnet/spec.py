@@ -86,6 +86,8 @@ class Preprocessing:
     value_range: float = 255.0
 
     def __post_init__(self) -> None:
+        if len(self.crop) != 2:
+            raise RtresnetError(f"crop must be two sizes (H, W), got {list(self.crop)}")
         if len(self.mean) != len(self.std):
             raise RtresnetError(f"mean has {len(self.mean)} values but std has {len(self.std)}")
         if any(s <= 0 for s in self.std):

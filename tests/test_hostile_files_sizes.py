@@ -411,3 +411,62 @@ def test_export_triton_api_refuses_a_max_batch_out_of_range(made, tmp_path, max_
     with pytest.raises(RtresnetError, match=r"max batch .*1\.\.4096"):
         export_triton(made["r18"], tmp_path / "repo", max_batch=max_batch)
     assert files_under(tmp_path) == set()
+
+
+# -- any JSON value in any field of a sidecar or of the metadata: RtresnetError or a valid object, nothing else ----
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats() | st.text(max_size=5),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                                  max_size=3), max_leaves=5)
+
+
+def _field_paths(value, prefix=()):
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, inner in items:
+        yield (*prefix, key)
+        yield from _field_paths(inner, (*prefix, key))
+
+
+def _replaced(document: dict, path: tuple, value) -> dict:
+    copy = json.loads(json.dumps(document))
+    inner = copy
+    for key in path[:-1]:
+        inner = inner[key]
+    inner[path[-1]] = value
+    return copy
+
+
+@pytest.mark.parametrize("path, value", [(("backend",), {}), (("backend",), ["x"]),
+                                         (("model", "preprocessing", "crop"), [True])])
+def test_sidecar_fields_found_by_fuzzing(made, path, value):
+    """Each once escaped as TypeError/IndexError (the generic path): an unhashable backend, a one-number crop."""
+    from rtresnet.sidecar import Sidecar
+
+    with pytest.raises(RtresnetError):
+        Sidecar.from_json(json.dumps(_replaced(json.loads(Path(f"{made['engine']}.json").read_text()), path,
+                                               value)))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_any_edit_of_a_sidecar_is_accepted_or_refused_cleanly(made, data):
+    from rtresnet.sidecar import Sidecar
+
+    document = json.loads(Path(f"{made['engine']}.json").read_text())
+    path = data.draw(st.sampled_from(list(_field_paths(document))))
+    try:
+        Sidecar.from_json(json.dumps(_replaced(document, path, data.draw(_JSON))), source="s.json")
+    except RtresnetError as e:
+        assert "s.json" in str(e) and "rtresnet build" in str(e)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(data=st.data())
+def test_any_edit_of_the_metadata_is_accepted_or_refused_cleanly(made, data):
+    from rtresnet.spec import ModelInfo
+
+    props = {p.key: p.value for p in onnx.load(str(made["r18"])).metadata_props}
+    key = data.draw(st.sampled_from(sorted(k for k in props if k.startswith("rtresnet."))))
+    try:
+        ModelInfo.from_metadata({**props, key: json.dumps(data.draw(_JSON))}, source="m.onnx")
+    except RtresnetError as e:
+        assert "m.onnx" in str(e) and "rtresnet export" in str(e)

@@ -133,6 +133,8 @@ def inspect_model(path: str | Path, *, check_machine: bool = True) -> ModelRepor
     if path.is_dir():
         raise RtresnetError(f"{path} is a folder; give an ONNX model or an engine file")
     if not path.is_file():
+        if path.exists():  # a FIFO or device: hashing it could block forever
+            raise RtresnetError(f"{path} is not a regular file (a pipe or device); give an ONNX model or an engine")
         raise RtresnetError(f"file not found: {path}")
     if path.name.endswith(".json") and (engine := path.with_name(path.name[:-5])).is_file():
         raise RtresnetError(f"{path} is a sidecar; inspect its engine instead: rtresnet inspect {engine}")

@@ -266,6 +266,8 @@ def load_onnx_header(path: str | Path, what: str = "ONNX model"):
     if path.is_dir():
         raise RtresnetError(f"{path} is a folder; give an {what} file (from `rtresnet export`)")
     if not path.is_file():
+        if path.exists():  # a FIFO or device: reading it could block forever
+            raise RtresnetError(f"{path} is not a regular file (a pipe or device); give an {what} file")
         raise RtresnetError(f"{what} not found: {path}")
     again = "export it again with `rtresnet export`"
     if path.suffix.lower() in (".engine", ".plan", ".trt"):

@@ -470,3 +470,14 @@ def test_any_edit_of_the_metadata_is_accepted_or_refused_cleanly(made, data):
         ModelInfo.from_metadata({**props, key: json.dumps(data.draw(_JSON))}, source="m.onnx")
     except RtresnetError as e:
         assert "m.onnx" in str(e) and "rtresnet export" in str(e)
+
+
+@pytest.mark.parametrize("command", ["inspect", "quantize", "build", "predict", "export-triton"])
+def test_a_fifo_named_onnx_is_refused_without_blocking(made, tmp_path, command):
+    fifo = tmp_path / "model.onnx"
+    os.mkfifo(fifo)  # nobody writes to it: reading it would block forever
+    out = tmp_path / "out"
+    out.mkdir()
+    args = {**_readers(fifo, out, made["image"]), "inspect": ["inspect", fifo]}[command]
+    assert_one_line_error(invoke(*args), "model.onnx", "not a regular file")
+    assert files_under(out) == set()

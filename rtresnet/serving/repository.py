@@ -126,6 +126,8 @@ def export_triton(engine: str | Path, repository: str | Path, *, model_name: str
     for). An existing model folder is replaced only with ``force``."""
     path = Path(engine)
     if not path.is_file():
+        if path.exists():  # a folder, FIFO or device
+            raise RtresnetError(f"{path} is not a regular file; give an engine with its sidecar or an exported .onnx")
         raise RtresnetError(f"model file not found: {path}")
     src = _source(path)
     name = check_model_name(model_name or default_model_name(path))

@@ -15,11 +15,14 @@ SATURATION = 65504.0
 @dataclass(frozen=True)
 class Tolerance:
     """Pass criteria. ``max_abs_rel`` bounds the max abs error relative to the largest |reference logit|;
-    ``min_cosine`` bounds the mean cosine similarity over samples. Non-finite or saturated outputs always fail."""
+    ``min_cosine`` bounds the mean cosine similarity over samples. Non-finite or saturated outputs always fail.
+    ``max_abs_logit`` bounds |candidate logit|: set to ``SATURATION`` for logits computed in FP16, which onnxruntime's
+    CPU kernels compute in FP32 (so a value that is inf in an FP16 engine comes back finite there)."""
 
     max_abs_rel: float | None = 1e-3
     min_top1_agreement: float = 1.0
     min_cosine: float | None = None
+    max_abs_logit: float | None = None
 
 
 FP32_TOLERANCE = Tolerance(max_abs_rel=1e-3, min_top1_agreement=1.0)
@@ -41,7 +44,8 @@ class Comparison:
     samples: int
     tolerance: Tolerance = FP32_TOLERANCE
     nonfinite: int = 0  # candidate values that are NaN or infinite
-    saturated: int = 0  # finite candidate values at or beyond FP16's limit where the reference is within it
+    saturated: int = 0  # finite candidate values at or beyond FP16's limit where the reference is within it (all
+    # of them beyond tolerance.max_abs_logit when that is set)
 
     @property
     def max_abs_rel(self) -> float:
@@ -58,9 +62,10 @@ class Comparison:
         """What fails the tolerance, one phrase each (empty when it passes)."""
         t, out = self.tolerance, []
         if self.nonfinite:
-            out.append(f"{self.nonfinite} non-finite outputs")
+            out.append(f"{self.nonfinite} non-finite outputs (NaN or inf logits)")
         if self.saturated:
-            out.append(f"{self.saturated} outputs saturated at +-{SATURATION:g}")
+            limit = t.max_abs_logit or SATURATION
+            out.append(f"{self.saturated} logits at or beyond +-{limit:g} (FP16's limit: inf in an FP16 engine)")
         if t.max_abs_rel is not None and self.max_abs_rel > t.max_abs_rel:
             out.append(f"max abs error {self.max_abs_rel:.2e} of max |logit| > {t.max_abs_rel:g}")
         if t.min_cosine is not None and self.cosine_mean < t.min_cosine:
@@ -85,20 +90,34 @@ def topk_indices(x: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-x, axis=1, kind="stable")[:, :k]
 
 
+def count_nonfinite(x: np.ndarray) -> str:
+    """'3 NaN and 1 infinite values in 2 of 8 samples': what is wrong with a batch (N, ...), for messages."""
+    x = np.asarray(x)
+    bad = ~np.isfinite(x)
+    nan = int(np.isnan(x).sum())
+    rows = int(bad.reshape(len(x), -1).any(axis=1).sum()) if x.ndim else int(bad.any())
+    return f"{nan} NaN and {int(bad.sum()) - nan} infinite values in {rows} of {len(x) if x.ndim else 1} samples"
+
+
 def compare_logits(reference: np.ndarray, candidate: np.ndarray,
-                   tolerance: Tolerance = FP32_TOLERANCE) -> Comparison:
+                   tolerance: Tolerance = FP32_TOLERANCE, *, reference_name: str = "reference") -> Comparison:
     """Figures of ``candidate`` against ``reference`` (both (N, classes)); top-5 agreement is the share of
-    samples whose reference top-1 is in the candidate's top-5."""
+    samples whose reference top-1 is in the candidate's top-5. A non-finite reference (``reference_name`` says
+    whose logits those are) leaves nothing to compare with: ``RtresnetError``."""
     ref = np.asarray(reference, dtype=np.float64).reshape(len(reference), -1)
     out = np.asarray(candidate, dtype=np.float64).reshape(len(candidate), -1)
     if ref.shape != out.shape:
         raise ValueError(f"shape mismatch: reference {ref.shape} vs candidate {out.shape}")
     if not np.isfinite(ref).all():
-        raise RtresnetError(f"the reference outputs hold {int((~np.isfinite(ref)).sum())} non-finite values, so "
-                            f"there is nothing to compare against; check the FP32 model's weights and the inputs")
+        raise RtresnetError(f"the {reference_name} logits hold {count_nonfinite(ref)}, so there is nothing to "
+                            "compare against; the model overflows float32 or has non-finite weights or inputs: fix "
+                            "that first")
     finite = np.isfinite(out)
-    # at FP16's limit where the reference is not (an FP32 model's own logits may legitimately be that large)
-    saturated = int(((np.abs(np.where(finite, out, 0.0)) >= SATURATION) & (np.abs(ref) < SATURATION)).sum())
+    magnitude = np.abs(np.where(finite, out, 0.0))
+    if tolerance.max_abs_logit is not None:  # logits computed in FP16: no larger value is representable
+        saturated = int((magnitude >= tolerance.max_abs_logit).sum())
+    else:  # at FP16's limit where the reference is not (an FP32 model's own logits may legitimately be that large)
+        saturated = int(((magnitude >= SATURATION) & (np.abs(ref) < SATURATION)).sum())
     nonfinite = int((~finite).sum())
     out = np.where(finite, out, 0.0)  # the figures below describe the finite part; the counts fail the check
     diff = np.abs(ref - out)

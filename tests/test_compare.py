@@ -44,7 +44,7 @@ def test_non_finite_or_saturated_outputs_always_fail():
     bad = ref.copy()
     bad[0, :151] = -np.inf  # what FP16 bias overflow did to a ResNet-50's logits
     c = compare_logits(ref, bad, Tolerance(max_abs_rel=None, min_top1_agreement=0.0, min_cosine=None))
-    assert not c and c.nonfinite == 151 and "151 non-finite outputs" in c.failures()
+    assert not c and c.nonfinite == 151 and "151 non-finite outputs (NaN or inf logits)" in c.failures()
     assert np.isfinite(c.cosine_mean) and "151 non-finite" in c.summary()  # figures stay numbers, not NaN
     saturated = ref.copy()
     saturated[1, 3] = 65504.0
@@ -57,8 +57,8 @@ def test_a_non_finite_reference_is_an_error_not_a_pass():
 
     ref = np.ones((2, 3))
     ref[0, 0] = np.nan
-    with pytest.raises(RtresnetError, match="non-finite"):
-        compare_logits(ref, ref)
+    with pytest.raises(RtresnetError, match=r"the FP32 model logits hold 1 NaN and 0 infinite values in 1 of 2"):
+        compare_logits(ref, ref, reference_name="FP32 model")
 
 
 def test_failures_name_each_threshold():

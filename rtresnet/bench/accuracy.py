@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from rtresnet.bench.results import AccuracyResult
-from rtresnet.compare import compare_logits, topk_indices
+from rtresnet.compare import compare_logits, count_nonfinite, topk_indices
 from rtresnet.errors import RtresnetError
 
 
@@ -19,12 +19,19 @@ def to_numpy(x: Any) -> np.ndarray:
 
 
 def evaluate(infer: Callable[[Any], Any], inputs: np.ndarray, batch_size: int) -> np.ndarray:
-    """Logits (N, classes) as float32 for ``inputs``, run in batches of ``batch_size``."""
+    """Logits (N, classes) as float32 for ``inputs``, run in batches of ``batch_size``. Non-finite logits are an
+    error: their argmax is an arbitrary class, so top-1 and agreement figures on them would be silently wrong."""
     if len(inputs) == 0:
         raise RtresnetError("no inputs to evaluate accuracy on; give a data set with at least one sample")
     # copies: data sets are read-only arrays, which torch.from_numpy warns about
     parts = [to_numpy(infer(inputs[i:i + batch_size].copy())) for i in range(0, len(inputs), batch_size)]
-    return np.concatenate(parts).astype(np.float32, copy=False)
+    logits = np.concatenate(parts).astype(np.float32, copy=False)
+    if not np.isfinite(logits).all():
+        inputs_bad = "" if inputs.dtype.kind != "f" or np.isfinite(inputs).all() else \
+            f" (the inputs hold {count_nonfinite(inputs)}: fix the data)"
+        raise RtresnetError(f"the logits hold {count_nonfinite(logits)}{inputs_bad}; no accuracy is computed on "
+                            "them: the model overflows or has non-finite weights")
+    return logits
 
 
 def topk_accuracy_pct(logits: np.ndarray, labels: np.ndarray, k: int) -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 13, 20
 MIN_INPUT_SIZE = 32  # five stride-2 stages: smaller inputs reach layer4 as less than one pixel
 DEFAULT_OUTPUT_DIR = Path("engines")
+MIN_STD = 1e-6  # pixels / 1e-6 stays far inside float32; real stds are 0.01..1 on the 0..1 scale
 INIT_SEED = 0  # random-init exports (no weights) are reproducible: same file every time
 
 
@@ -128,7 +130,8 @@ def export_onnx(arch: str, output: str | Path | None = None, *, weights: str | P
             with step("verify"):
                 comparison = verify_onnx(tmp, loaded.model, info, verification_batches(batch, max_batch))
             if not comparison:
-                raise RtresnetError(f"exported ONNX does not match PyTorch: {comparison.summary()}; nothing was "
+                raise RtresnetError(f"exported ONNX (in onnxruntime) does not match PyTorch: "
+                                    f"{', '.join(comparison.failures())}; {comparison.summary()}; nothing was "
                                     "written (run with --debug for the details)")
     seconds = time.perf_counter() - start
     inputs, outputs = graph_io(model.graph)
@@ -169,6 +172,11 @@ def make_preprocessing(in_channels: int, input_size: int | Sequence[int], *, res
     for name, values in (("mean", mean), ("std", std)):
         if values is not None and len(values) != in_channels:
             raise RtresnetError(f"--{name} needs one value per input channel ({in_channels}), got {len(values)}")
+        # NaN passes a "std > 0" check and a tiny std overflows float32: either makes every input NaN or inf
+        if values is not None and not all(math.isfinite(v) and (name == "mean" or v >= MIN_STD) for v in values):
+            wanted = "finite numbers" if name == "mean" else f"finite numbers of at least {MIN_STD:g}"
+            raise RtresnetError(f"--{name} must be {wanted} (on the 0..1 scale, e.g. 0.229), got "
+                                f"{' '.join(f'{v:g}' for v in values)}")
     if resize is not None and resize < max(size):
         raise RtresnetError(f"--resize {resize} cannot fill the {size[0]}x{size[1]} (HxW) crop from square or "
                             f"{'portrait' if size[1] > size[0] else 'landscape'} photos (their shorter side becomes "

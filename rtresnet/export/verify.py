@@ -44,6 +44,6 @@ def verify_onnx(onnx_path: str | Path, reference: nn.Module, info: ModelInfo, ba
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
     outs = [session.run([OUTPUT_NAME], {INPUT_NAME: pixels_to_input(p, info)})[0] for p in frames]
-    comparison = compare_logits(np.concatenate(refs), np.concatenate(outs), tolerance)
+    comparison = compare_logits(np.concatenate(refs), np.concatenate(outs), tolerance, reference_name="PyTorch")
     log.debug("verification at batches %s: %s", list(batches), comparison.summary())
     return comparison

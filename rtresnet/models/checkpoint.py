@@ -167,6 +167,27 @@ def check_fits(spec: ArchSpec, state: Mapping[str, torch.Tensor], path: Path) ->
                                   report)
 
 
+def check_finite_weights(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """Refuse weights a model cannot compute with: NaN or infinite values in any float tensor, or a negative
+    BatchNorm ``running_var`` (its square root is NaN). A diverged training run saves such checkpoints, and every
+    later stage would compare NaN logits with NaN logits, so the tensor is named here, before anything is built."""
+    bad = []
+    for key, value in state.items():
+        if not value.is_floating_point():
+            continue  # num_batches_tracked and other integer buffers
+        nan, inf = int(value.isnan().sum()), int(value.isinf().sum())
+        negative = int((value < 0).sum()) if key.endswith("running_var") else 0
+        counts = [f"{n} {what} values" for n, what in ((nan, "NaN"), (inf, "infinite"), (negative, "negative"))
+                  if n]
+        if counts:
+            bad.append(f"{key} has {' and '.join(counts)}")
+    if bad:
+        more = f" (and {len(bad) - 1} more tensors: {_few([b.split(' has ')[0] for b in bad[1:]])})" \
+            if len(bad) > 1 else ""
+        raise RtresnetError(f"weights: {bad[0]} in {source}{more}; a model with them computes NaN or infinite "
+                            "logits: use an earlier checkpoint of the run, or find where training diverged")
+
+
 def _few(items: list[str], n: int = 3) -> str:
     return ", ".join(items[:n]) + (f", ... {len(items) - n} more" if len(items) > n else "")
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import sha256_file
-from rtresnet.models.checkpoint import adapt_input_conv, check_fits, load_state_dict
+from rtresnet.models.checkpoint import adapt_input_conv, check_finite_weights, check_fits, load_state_dict
 from rtresnet.models.imagenet import imagenet_classes
 from rtresnet.models.pretrained import NamedWeights, fetch, find_named_weights, looks_like_weight_name
 from rtresnet.models.registry import get_arch
@@ -94,6 +94,7 @@ def load_model(arch: str, *, weights: str | Path | None = None, num_classes: int
         log.warning("adapted conv1 from %d to %d input channels (%s)", ckpt_channels, in_channels,
                     "summed over the input channels" if in_channels == 1 else "repeated and rescaled")
 
+    check_finite_weights(state, _source(named, path))  # after a head reset: a dropped fc does not matter
     model = spec.build(num_classes, in_channels, zero_init_residual)
     result = model.load_state_dict(state, strict=not head_reset)
     if head_reset and (result.unexpected_keys or set(result.missing_keys) != {"fc.weight", "fc.bias"}):

@@ -20,7 +20,7 @@ from rtresnet.data.datasets import random_inputs
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
 from rtresnet.precision.naming import converted_path
-from rtresnet.precision.report import PrecisionResult, tolerance_for, verify_conversion
+from rtresnet.precision.report import PrecisionResult, fp16_logits_tolerance, tolerance_for, verify_conversion
 from rtresnet.spec import ModelInfo, read_model_info, write_model_info
 from rtresnet.steps import step
 
@@ -53,7 +53,30 @@ def to_fp16(model, keep_fp32: Sequence[str] = ()):
                                                node_block_list=nodes)
     if caught:
         log.debug("FP16 conversion clamped %d weight values to FP16's range", len(caught))
+    _float32_outputs(out)
     return out
+
+
+def _float32_outputs(model) -> None:
+    """Undo the converter's Cast to FP16 after a node kept in FP32 that produces a graph output (``--keep-fp32
+    Gemm``): it ignores ``keep_io_types`` there, so the logits came out float16, inf beyond 65504. The kept node's
+    float32 result becomes the output again."""
+    import onnx
+
+    f16 = onnx.TensorProto.FLOAT16
+    producer = {o: n for n in model.graph.node for o in n.output}
+    for output in model.graph.output:
+        node = producer.get(output.name)
+        if output.type.tensor_type.elem_type != f16 or node is None or node.op_type != "Cast":
+            continue
+        if onnx.helper.get_attribute_value(next(a for a in node.attribute if a.name == "to")) != f16:
+            continue
+        source = node.input[0]  # the float32 result of the kept node
+        for n in model.graph.node:
+            n.input[:] = [output.name if i == source else i for i in n.input]
+            n.output[:] = [output.name if o == source else o for o in n.output]
+        model.graph.node.remove(node)
+        output.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
 
 
 def _input_preprocessing(model) -> list[str]:
@@ -103,7 +126,8 @@ def convert_fp16(onnx_path: str | Path, output: str | Path | None = None, *, kee
             tmp.write_bytes(model.SerializeToString())
         if verify:
             with step("verify"):
-                comparison = verify_conversion(source, tmp, random_inputs(info, VERIFY_SAMPLES), tolerance,
+                comparison = verify_conversion(source, tmp, random_inputs(info, VERIFY_SAMPLES),
+                                               fp16_logits_tolerance(model, tolerance),
                                                precision="fp16", accept_mismatch=accept_mismatch,
                                                hint="keep those layers in FP32 with --keep-fp32 NAME_OR_OPTYPE")
     ops, nodes = split_names(model, keep_fp32)

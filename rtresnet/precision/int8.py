@@ -23,7 +23,13 @@ from rtresnet.precision import calib_cache, qdq_placement
 from rtresnet.precision.calib_cache import quiet
 from rtresnet.precision.fp16 import check_fp32_source, split_names
 from rtresnet.precision.naming import converted_path
-from rtresnet.precision.report import PrecisionResult, count_quantized_nodes, tolerance_for, verify_conversion
+from rtresnet.precision.report import (
+    PrecisionResult,
+    count_quantized_nodes,
+    fp16_logits_tolerance,
+    tolerance_for,
+    verify_conversion,
+)
 from rtresnet.spec import QUANT_META_PREFIX
 from rtresnet.steps import step
 
@@ -163,7 +169,8 @@ def quantize_int8(onnx_path: str | Path, output: str | Path | None = None, *, ca
             tmp_out.write_bytes(model.SerializeToString())
         if verify:
             with step("verify"):
-                comparison = verify_conversion(source, tmp_out, data.inputs[:VERIFY_SAMPLES], tolerance,
+                comparison = verify_conversion(source, tmp_out, data.inputs[:VERIFY_SAMPLES],
+                                               fp16_logits_tolerance(model, tolerance),
                                                precision="int8", accept_mismatch=accept_mismatch,
                                                exact=target == "tensorrt",
                                                hint="keep those layers in float with --exclude NAME, calibrate on "
@@ -189,6 +196,7 @@ def _load_calibration_data(calib_data: str | Path, info, calib_size: int, seed: 
     # Asking for no more than the source holds keeps load_dataset's own "asked for N" warning out: one warning here.
     size = min(calib_size, described.count) if described.count else calib_size
     data = load_dataset(calib_data, info, size=size, seed=seed, split="train")
+    _check_finite_calibration(data.inputs, calib_data)
     few = len(data) < calib_size and described.count is not None
     low = target == "tensorrt" and len(data) < MIN_RECOMMENDED_CALIB
     if few or low:
@@ -198,6 +206,24 @@ def _load_calibration_data(calib_data: str | Path, info, calib_size: int, seed: 
                   f"{MIN_RECOMMENDED_CALIB} are less reliable)" if low else "")
         log.warning("calibrating on %s%s", what, advice)
     return data
+
+
+def _check_finite_calibration(inputs, calib_data: str | Path) -> None:
+    """Refuse NaN/inf samples before calibrating: onnxruntime's calibrators turn them into NaN ranges (or fail inside
+    numpy), and a model quantized with those ranges outputs garbage."""
+    import numpy as np
+
+    if inputs.dtype.kind != "f":
+        return  # uint8 frames are always finite
+    finite = np.isfinite(inputs)
+    if finite.all():
+        return
+    nan = int(np.isnan(inputs).sum())
+    inf = int((~finite).sum()) - nan
+    rows = int((~finite.reshape(len(inputs), -1).all(axis=1)).sum())
+    raise RtresnetError(f"calibration data {calib_data} holds {nan} NaN and {inf} infinite values in {rows} of "
+                        f"{len(inputs)} samples; refused before calibrating (they would make the ranges NaN): drop "
+                        "or fix those samples, or the model's preprocessing (mean/std) that made them")
 
 
 def _check_args(method: str, percentile: float, target: str, high_precision: str, calib_size: int,

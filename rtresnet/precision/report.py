@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtresnet.compare import Comparison, Tolerance, compare_logits
+from rtresnet.compare import SATURATION, Comparison, Tolerance, compare_logits
 from rtresnet.errors import RtresnetError
 from rtresnet.spec import INPUT_NAME, ModelInfo
 
@@ -113,6 +113,17 @@ def count_quantized_nodes(model) -> int:  # model: onnx.ModelProto
     return sum(1 for n in model.graph.node if n.op_type not in QDQ_OPS and any(i in dq_outputs for i in n.input))
 
 
+def fp16_logits_tolerance(model, tolerance: Tolerance) -> Tolerance:
+    """``tolerance`` bounding |logit| by FP16's limit when ``model``'s logits are computed in FP16 (the converter's
+    float32 output is then a Cast of them). onnxruntime's CPU kernels compute FP16 ops in FP32, so a logit of 2e5
+    comes back finite here and is inf in a TensorRT FP16 engine; --keep-fp32 on the last layer keeps it finite."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    node = producer.get(model.graph.output[0].name)
+    if node is None or node.op_type != "Cast":
+        return tolerance
+    return replace(tolerance, max_abs_logit=SATURATION)
+
+
 DIVERGENCE_SAMPLES = 4  # per-layer comparison on a failed check: a few samples keep ResNet-50's tensors small
 
 
@@ -133,13 +144,19 @@ def verify_conversion(source: Path, converted: Path, inputs: np.ndarray, toleran
     the converted graph unoptimized: for graphs that onnxruntime's CPU kernels do not consume (TensorRT's)."""
     from rtresnet.precision.divergence import layer_divergence
 
-    comparison = compare_logits(run_logits(source, inputs), run_logits(converted, inputs, exact=exact), tolerance)
+    comparison = compare_logits(run_logits(source, inputs), run_logits(converted, inputs, exact=exact), tolerance,
+                                reference_name=f"FP32 model {source.name}")
     if comparison:
         return comparison
     worst = layer_divergence(source, converted, inputs[:DIVERGENCE_SAMPLES], top=3)
     layers = "; ".join(d.describe() for d in worst) or "none found"
     message = (f"{precision.upper()} model fails verification against FP32 on {comparison.samples} samples "
                f"({', '.join(comparison.failures())}); layers diverging most: {layers}; {hint}")
+    if comparison.saturated:  # FP16 cannot hold these logits: no layer diverges on the CPU, the range is the fault
+        fix = "--keep-fp32 Gemm" if precision == "fp16" else "--high-precision fp32"
+        raise RtresnetError(f"{message}; the logits exceed FP16's range: compute the classifier in FP32 ({fix})")
+    if comparison.nonfinite:  # garbage logits, not a mismatch to accept
+        raise RtresnetError(f"{message}; --accept-mismatch does not write a model with NaN or inf logits")
     if accept_mismatch:
         log.warning("%s (written anyway: --accept-mismatch)", message)
         return comparison

@@ -295,12 +295,12 @@ BAD_CASES = {
     "truncated weights": (["--arch", "resnet18", "--weights", "{truncated}"], "truncated"),
     "non-checkpoint weights": (["--arch", "resnet18", "--weights", "{text}"], "checkpoint"),
     "mismatched weights": (["--arch", "resnet34", "--weights", "{mismatch}"], "does not fit"),
-    "input size too small": (["--arch", "resnet18", "--input-size", "31"], "at least 32"),
+    "input size too small": (["--arch", "resnet18", "--input-size", "31"], "give a value in 32..4096"),
     "input size not an integer": (["--arch", "resnet18", "--input-size", "64.5"], "integer"),
     "input size three values": (["--arch", "resnet18", "--input-size", "64", "64", "64"], "integer"),
-    "batch zero": (["--arch", "resnet18", "--batch", "0"], "positive"),
-    "batch negative": (["--arch", "resnet18", "--batch", "-2"], "positive"),
-    "max batch zero": (["--arch", "resnet18", "--max-batch", "0"], "positive"),
+    "batch zero": (["--arch", "resnet18", "--batch", "0"], "must be an integer in 1..4096"),
+    "batch negative": (["--arch", "resnet18", "--batch", "-2"], "must be an integer in 1..4096"),
+    "max batch zero": (["--arch", "resnet18", "--max-batch", "0"], "must be an integer in 1..4096"),
     "batch and max batch": (["--arch", "resnet18", "--batch", "2", "--max-batch", "4"], "not both"),
     "opset too low": (["--arch", "resnet18", "--opset", "12"], "13..20"),
     "opset too high": (["--arch", "resnet18", "--opset", "21"], "13..20"),
@@ -310,8 +310,8 @@ BAD_CASES = {
     "uint8 grayscale": (["--arch", "resnet18", "--in-channels", "1", "--preprocess", "uint8-nhwc-rgb"],
                         "3-channel"),
     "labels count": (["--arch", "resnet18", "--num-classes", "10", "--input-size", "64", "--labels", "{labels}"],
-                     "9 labels"),
-    "labels missing": (["--arch", "resnet18", "--labels", "{nowhere}"], "cannot read labels"),
+                     "has 9 names but the model has 10 classes"),
+    "labels missing": (["--arch", "resnet18", "--labels", "{nowhere}"], "labels file nowhere.txt not found"),
     "head mismatch": (["--arch", "resnet18", "--weights", "{mismatch}", "--num-classes", "5"], "reset-head"),
 }
 
@@ -331,7 +331,8 @@ def test_bad_input_is_a_one_line_error_and_writes_nothing(case, bad_weights, tmp
     labels.write_text("\n".join(f"c{i}" for i in range(9)))
     paths = {**{k: str(v) for k, v in bad_weights.items()}, "labels": str(labels), "nowhere": "nowhere.txt"}
     result = CliRunner().invoke(main, ["export", *(a.format(**paths) for a in args)])
-    _assert_one_line_error(result, expected, exit_code=2 if case == "unknown arch" else 1)  # usage errors exit 2
+    usage = case in ("unknown arch", "batch zero", "batch negative", "max batch zero")  # click range checks: exit 2
+    _assert_one_line_error(result, expected, exit_code=2 if usage else 1)
     assert list(tmp_path.iterdir()) == []
 
 

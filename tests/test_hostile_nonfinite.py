@@ -268,6 +268,25 @@ def test_infer_check_finite_refuses_non_finite_logits(made):
             runner.infer(_batch(2), check_finite=True)
 
 
+@pytest.mark.parametrize("model", ["torch", "onnx"])
+def test_predict_refuses_non_finite_logits_instead_of_nan_probabilities(made, tmp_path, model):
+    """Before: exit 0, 'nan%' rows and NaN in --json (not valid JSON)."""
+    from PIL import Image
+
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (40, 40), (200, 30, 30)).save(tmp_path / name)
+    if model == "onnx":
+        onnx_path = export_onnx("resnet18", tmp_path / "ovf.onnx", weights=made["fp32_overflow"], input_size=SIZE,
+                                verify=False).path
+        args = [onnx_path, "--json"]
+    else:
+        args = ["resnet18", "--weights", made["fp32_overflow"]]
+    result = invoke("predict", *args, tmp_path / "a.png", tmp_path / "b.png")
+    assert_one_line_error(result, "non-finite logits (0 NaN and 20 infinite values in samples 0, 1 of 2)",
+                          "no probabilities")
+    assert "nan" not in result.stdout.lower()
+
+
 def test_check_finite_is_documented_with_its_cost():
     assert "check_finite" in Runner.infer.__doc__
     assert "check_finite" in Runner.__doc__ and "us per ResNet-18 224x224 image" in Runner.__doc__

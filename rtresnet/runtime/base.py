@@ -102,10 +102,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def top_predictions(logits: np.ndarray, info: ModelInfo, topk: int) -> list[list[Prediction]]:
-    """Softmax probabilities of the ``topk`` best classes per row, best first."""
+    """Softmax probabilities of the ``topk`` best classes per row, best first. Non-finite logits are an error: their
+    probabilities would be NaN (invalid JSON) and their ranking arbitrary."""
     if topk < 1:
         raise RtresnetError(f"topk must be at least 1, got {topk}")
-    probs = softmax(np.asarray(logits))
+    logits = np.asarray(logits)
+    if not np.isfinite(logits).all():
+        raise RtresnetError(f"the model returned non-finite logits ({_count_nonfinite(logits)}), so there are no "
+                            "probabilities to report: it overflows or has non-finite weights (or the input batch "
+                            "held NaN/inf); re-export it from finite weights, or keep its last layers in FP32")
+    probs = softmax(logits)
     k = min(topk, probs.shape[1])
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return [[Prediction(info.label(int(i)), int(i), float(row[i])) for i in idx]

@@ -213,6 +213,46 @@ def test_quantize_int8_refuses_non_finite_samples_before_calibrating(made, tmp_p
     assert files_under(tmp_path) <= {"cache"}
 
 
+@pytest.fixture(scope="module")
+def nan_onnx(made) -> Path:
+    """The good export with 3 NaN values in its fc.weight initializer: an ONNX edited or written elsewhere."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(made["good_onnx"]))
+    init = next(i for i in model.graph.initializer if i.name == "fc.weight")
+    values = numpy_helper.to_array(init).copy()
+    values.flat[:3] = np.nan
+    init.CopyFrom(numpy_helper.from_array(values, init.name))
+    path = made["dir"] / "nan_fc.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("precision", [("--fp16",), ("--int8", "--calib-data", "synthetic", "--cache-dir", "cache")],
+                         ids=["fp16", "int8"])
+def test_quantize_refuses_an_onnx_with_non_finite_weights(nan_onnx, tmp_path, precision):
+    result = invoke("quantize", nan_onnx, *precision, "-o", tmp_path / "q.onnx", cwd=tmp_path)
+    assert_one_line_error(result, "nan_fc.onnx: weights: fc.weight has 3 NaN and 0 infinite values", "export it again")
+    assert files_under(tmp_path) <= {"cache"}  # before converting or calibrating
+
+
+@pytest.mark.parametrize("args, words", [
+    (("quantize", "{onnx}", "--int8", "--calib-data", "synthetic", "--calib-method", "percentile", "--percentile",
+      "nan"), ("percentile", "nan")),
+    (("quantize", "{onnx}", "--fp16", "--min-cosine", "nan"), ("--min-cosine", "[0, 1]", "nan")),
+    (("quantize", "{onnx}", "--fp16", "--min-agreement", "inf"), ("--min-agreement", "[0, 1]", "inf")),
+    (("build", "{onnx}", "--fp16", "--device", "cpu", "--min-cosine", "-inf"), ("--min-cosine", "-inf")),
+    (("bench", "--arch", "resnet18", "--min-top1", "nan"), ("--min-top1", "nan")),
+    (("bench", "--arch", "resnet18", "--max-top1-drop", "inf"), ("--max-top1-drop", "inf")),
+], ids=["percentile", "min-cosine", "min-agreement", "build-min-cosine", "min-top1", "max-top1-drop"])
+def test_non_finite_thresholds_are_refused(made, tmp_path, args, words):
+    output = () if args[0] == "bench" else ("-o", tmp_path / "o.onnx")
+    result = invoke(*(a.format(onnx=made["good_onnx"]) for a in args), *output, cwd=tmp_path)
+    assert_one_line_error(result, *words)
+    assert files_under(tmp_path) == set()
+
+
 # -- inputs to infer ---------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 @pytest.mark.parametrize("kind", list(BAD))

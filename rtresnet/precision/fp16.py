@@ -93,10 +93,31 @@ def _input_preprocessing(model) -> list[str]:
 
 
 def check_fp32_source(path: Path) -> ModelInfo:
+    """The rtresnet metadata of an FP32 ONNX whose weights are all finite (checked before converting anything)."""
     info = read_model_info(path)
     if info.precision != "fp32":
         raise RtresnetError(f"{path} is already {info.precision}; convert the FP32 export instead")
+    _check_finite_initializers(path)
     return info
+
+
+def _check_finite_initializers(path: Path) -> None:
+    """An ONNX written or edited elsewhere can hold NaN/inf weights that `rtresnet export` would have refused; name
+    the first such initializer instead of failing later on the FP32 model's own NaN logits."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    bad = []
+    for init in onnx.load(str(path)).graph.initializer:
+        values = numpy_helper.to_array(init)
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            nan = int(np.isnan(values).sum())
+            bad.append(f"{init.name} has {nan} NaN and {int((~np.isfinite(values)).sum()) - nan} infinite values")
+    if bad:
+        more = f" (and {len(bad) - 1} more initializers)" if len(bad) > 1 else ""
+        raise RtresnetError(f"{path}: weights: {bad[0]}{more}; its logits would be NaN or inf: export it again "
+                            "from finite weights (rtresnet export --weights CHECKPOINT)")
 
 
 def convert_fp16(onnx_path: str | Path, output: str | Path | None = None, *, keep_fp32: Sequence[str] = (),

@@ -476,7 +476,7 @@ def test_precision_flags_exclude_each_other_and_half_is_fp16(onnx_model, tmp_pat
     assert r.exit_code == 0, r.output
     assert read_sidecar(tmp_path / "h.onnx").precision == "fp16"
     done = r.stderr.strip().splitlines()[-1]
-    assert done.startswith("done in ") and "convert " in done and "verify " in done and "build " in done
+    assert done.startswith("done in ") and "convert " in done and "verify " in done  # build: often < 0.05 s
 
 
 def test_default_int8_build_prints_a_short_result(onnx_model, photos, tmp_path, monkeypatch, no_tensorrt):
@@ -494,8 +494,9 @@ def test_default_int8_build_prints_a_short_result(onnx_model, photos, tmp_path, 
     assert err[0] == (f"warning: calibrating on all 6 samples of image folder {photos} (--calib-size 512 asks for "
                       f"more)")  # one warning, no NVIDIA advice for the cpu target, no TensorRT notice
     assert len(err) == 2 and err[1].startswith("done in ")
-    assert [part.split()[0] for part in err[1].split(": ")[1].split(", ")] == ["calibrate", "quantize", "verify",
-                                                                               "build"]
+    steps = [part.split()[0] for part in err[1].split(": ")[1].split(", ")]
+    # Steps under 0.05 s are left out of the line (the ORT build of a tiny model often is): order and names only.
+    assert steps[:3] == ["calibrate", "quantize", "verify"] and steps[3:] in ([], ["build"]), steps
     hit = runner.invoke(main, ["-q", *args])
     assert hit.exit_code == 0 and hit.stderr == ""  # -q: no done line, and nothing converted to warn about
     assert hit.stdout.splitlines()[4] == out[4] + " (recorded at build)"

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from rtresnet.compare import INT8_TOLERANCE
+from rtresnet.compare import INT8_TOLERANCE, count_nonfinite
 from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
 from rtresnet.precision import calib_cache, qdq_placement
@@ -213,17 +213,10 @@ def _check_finite_calibration(inputs, calib_data: str | Path) -> None:
     numpy), and a model quantized with those ranges outputs garbage."""
     import numpy as np
 
-    if inputs.dtype.kind != "f":
+    if inputs.dtype.kind != "f" or np.isfinite(inputs).all():
         return  # uint8 frames are always finite
-    finite = np.isfinite(inputs)
-    if finite.all():
-        return
-    nan = int(np.isnan(inputs).sum())
-    inf = int((~finite).sum()) - nan
-    rows = int((~finite.reshape(len(inputs), -1).all(axis=1)).sum())
-    raise RtresnetError(f"calibration data {calib_data} holds {nan} NaN and {inf} infinite values in {rows} of "
-                        f"{len(inputs)} samples; refused before calibrating (they would make the ranges NaN): drop "
-                        "or fix those samples, or the model's preprocessing (mean/std) that made them")
+    raise RtresnetError(f"calibration data {calib_data} holds {count_nonfinite(inputs)}; refused before calibrating "
+                        "(they would make the ranges NaN): drop or fix those samples, or the model's preprocessing (mean/std) that made them")
 
 
 def _check_args(method: str, percentile: float, target: str, high_precision: str, calib_size: int,

@@ -216,7 +216,8 @@ def _check_finite_calibration(inputs, calib_data: str | Path) -> None:
     if inputs.dtype.kind != "f" or np.isfinite(inputs).all():
         return  # uint8 frames are always finite
     raise RtresnetError(f"calibration data {calib_data} holds {count_nonfinite(inputs)}; refused before calibrating "
-                        "(they would make the ranges NaN): drop or fix those samples, or the model's preprocessing (mean/std) that made them")
+                        "(they would make the ranges NaN): drop or fix those samples, or the model's "
+                        "preprocessing (mean/std) that made them")
 
 
 def _check_args(method: str, percentile: float, target: str, high_precision: str, calib_size: int,

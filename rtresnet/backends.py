@@ -1,7 +1,8 @@
 """One backend vocabulary and one availability check, for doctor, engine builds, the runtime and bench.
 
 A backend is a runtime on a device: ``torch``, ``torch-cuda``, ``onnxruntime``, ``onnxruntime-cuda``,
-``onnxruntime-tensorrt`` (onnxruntime's TensorRT execution provider) and ``tensorrt``. The runtimes are the names
+``onnxruntime-tensorrt`` (onnxruntime's TensorRT execution provider), ``openvino`` (CPU, an optional extra) and
+``tensorrt``. The runtimes are the names
 ``rtresnet.runtime.load(backend=...)`` and sidecars use; the engine backends are what ``rtresnet build`` makes.
 ``backend_status(name)`` says whether this machine can run one and, when not, what to install. TensorRT is
 detected from package metadata, never imported here.
@@ -19,9 +20,9 @@ from rtresnet import environment  # module access: tests and callers may swap it
 
 log = logging.getLogger(__name__)
 
-Runtime = Literal["torch", "onnxruntime", "tensorrt"]
-RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "tensorrt")
-EngineBackend = Literal["tensorrt", "onnxruntime"]
+Runtime = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
+RUNTIMES: tuple[str, ...] = ("torch", "onnxruntime", "openvino", "tensorrt")
+EngineBackend = Literal["tensorrt", "onnxruntime", "openvino"]
 
 
 @dataclass(frozen=True)
@@ -29,18 +30,24 @@ class EngineKind:
     """How one engine backend is built and run. ``builder``: a module with ``target()`` (what the engine binds to on
     this machine), ``flags(request)`` (options that change the engine bytes), ``name_parts(request)`` (default file
     name), ``build(request, path)`` and ``describe(sidecar)``. ``runner``: "module:Class" with
-    ``from_engine(path, sidecar, device=..., **options)``. ``int8_target``: the Q/DQ layout it consumes."""
+    ``from_engine(path, sidecar, device=..., **options)``. ``int8_target``: the Q/DQ layout it consumes.
+    ``cpu_key``: the CPU facts (``environment.cpu_info`` keys) an engine is bound to, part of its cache key: an
+    onnxruntime engine runs on any CPU of its architecture, an OpenVINO blob is compiled for one CPU's ISA."""
 
     builder: str
     runner: str
     int8_target: str
+    cpu_key: tuple[str, ...] = ("arch",)
 
 
 # Adding an engine backend: one entry here (plus its branch of backend_status below), its builder, its runner.
 ENGINE_KINDS: dict[str, EngineKind] = {
     "tensorrt": EngineKind("rtresnet.engine.trt", "rtresnet.runtime.trt_runner:TrtRunner", "tensorrt"),
     "onnxruntime": EngineKind("rtresnet.engine.ort", "rtresnet.runtime.ort_runner:OrtRunner", "cpu"),
+    "openvino": EngineKind("rtresnet.engine.openvino", "rtresnet.runtime.openvino_runner:OpenVinoRunner", "cpu",
+                           cpu_key=("model", "arch", "isa")),
 }
+CPU_ENGINE_BACKENDS: tuple[str, ...] = ("onnxruntime", "openvino")  # what `--backend auto` measures on a CPU
 ENGINE_BACKENDS: tuple[str, ...] = tuple(ENGINE_KINDS)  # what `build` produces
 BUILD_BACKENDS: tuple[str, ...] = ("auto", *ENGINE_BACKENDS)
 
@@ -56,6 +63,7 @@ def engine_runner(backend: str) -> Any:
     return getattr(importlib.import_module(module), cls)
 
 GPU_EXTRA = "pip install 'rtresnet[gpu]'"
+OPENVINO_EXTRA = "pip install 'rtresnet[openvino]'"
 # onnxruntime and onnxruntime-gpu install the same `onnxruntime` module: one must go before the other comes.
 ORT_GPU_SWITCH = f"pip uninstall -y onnxruntime onnxruntime-gpu && {GPU_EXTRA}"
 TORCH_CUDA_HINT = "install a CUDA build of PyTorch, e.g. pip install torch --index-url https://download.pytorch.org/whl/cu128"
@@ -76,6 +84,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("onnxruntime", "onnxruntime", "cpu", "CPUExecutionProvider"),
     Backend("onnxruntime-cuda", "onnxruntime", "cuda", "CUDAExecutionProvider"),
     Backend("onnxruntime-tensorrt", "onnxruntime", "cuda", "TensorrtExecutionProvider"),
+    Backend("openvino", "openvino", "cpu"),
     Backend("tensorrt", "tensorrt", "cuda"),
 )}
 
@@ -111,6 +120,7 @@ class MachineFacts:
     ort_providers: tuple[str, ...]
     tensorrt: str | None
     gpu: dict | None  # environment.gpu_info()
+    openvino: str | None = None
 
 
 def machine_facts() -> MachineFacts:
@@ -118,7 +128,7 @@ def machine_facts() -> MachineFacts:
     ort_cpu, ort_gpu = environment.package_version("onnxruntime"), environment.package_version("onnxruntime-gpu")
     package = " + ".join(n for n, v in (("onnxruntime", ort_cpu), ("onnxruntime-gpu", ort_gpu)) if v) or None
     return MachineFacts(torch_version, torch_cuda, package, _ort_providers(), environment.tensorrt_version(),
-                        environment.gpu_info())
+                        environment.gpu_info(), environment.package_version("openvino"))
 
 
 def backend_status(name: str, facts: MachineFacts | None = None) -> BackendStatus:
@@ -132,6 +142,8 @@ def backend_status(name: str, facts: MachineFacts | None = None) -> BackendStatu
         return _torch(name, facts) if backend.device == "cpu" else _torch_cuda(name, facts)
     if backend.runtime == "onnxruntime":
         return _onnxruntime(name, backend.provider or "CPUExecutionProvider", facts)
+    if backend.runtime == "openvino":
+        return _openvino(name, facts)
     return _tensorrt(name, facts)
 
 
@@ -218,6 +230,12 @@ def _ort_session_error(provider: str) -> str | None:
     except Exception as e:  # provider libraries failing to load surface as assorted exception types
         return str(e).splitlines()[0][:160] if str(e) else type(e).__name__
     return None if provider in session.get_providers() else "onnxruntime fell back to the CPU"
+
+
+def _openvino(name: str, facts: MachineFacts) -> BackendStatus:
+    if facts.openvino is None:
+        return BackendStatus(name, False, "OpenVINO is not installed (optional)", OPENVINO_EXTRA)
+    return BackendStatus(name, True, f"OpenVINO {facts.openvino} on {environment.cpu_info()['model']}")
 
 
 def _tensorrt(name: str, facts: MachineFacts) -> BackendStatus:

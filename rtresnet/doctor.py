@@ -46,6 +46,7 @@ class DoctorReport:
     onnxruntime: str | None
     onnxruntime_package: str | None  # "onnxruntime" | "onnxruntime-gpu" | "onnxruntime + onnxruntime-gpu"
     ort_providers: tuple[str, ...]
+    openvino: str | None
     tensorrt: str | None
     cpu: CpuReport
     gpu: GpuReport | None
@@ -80,6 +81,7 @@ def diagnose() -> DoctorReport:
     return DoctorReport(
         rtresnet=__version__, python=platform.python_version(), platform=platform.platform(terse=True),
         torch=facts.torch, torch_cuda=facts.torch_cuda, onnx=environment.package_version("onnx"), onnxruntime=ort,
-        onnxruntime_package=facts.onnxruntime_package, ort_providers=facts.ort_providers, tensorrt=facts.tensorrt,
+        onnxruntime_package=facts.onnxruntime_package, ort_providers=facts.ort_providers, openvino=facts.openvino,
+        tensorrt=facts.tensorrt,
         cpu=CpuReport(**{**cpu, "isa": tuple(cpu["isa"])}), gpu=GpuReport(**facts.gpu) if facts.gpu else None,
         backends=backends, warnings=tuple(notes))

@@ -21,7 +21,7 @@ from rtresnet.fileutil import sha256_file
 from rtresnet.sidecar import Sidecar, check_engine_io, sidecar_path
 from rtresnet.spec import QUANT_META_PREFIX, ModelInfo, TensorSpec, graph_io, graph_problem
 
-Kind = Literal["onnx", "onnxruntime-engine", "tensorrt-plan"]
+Kind = Literal["onnx", "onnxruntime-engine", "tensorrt-plan", "openvino-blob"]
 TRT_SUFFIXES = (".engine", ".plan", ".trt")  # as rtresnet.runtime.loader
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 # Operators onnxruntime's optimizer fuses Q/DQ groups into: they run in INT8 themselves. Their weight is input 3
@@ -145,7 +145,7 @@ def inspect_model(path: str | Path, *, check_machine: bool = True) -> ModelRepor
                             f"sidecar {sidecar_path(path).name})")
     sha256, size = sha256_file(path), path.stat().st_size
     sidecar = _read_sidecar(path, sha256) if has_sidecar or is_plan else None
-    if sidecar is not None and sidecar.backend == "tensorrt":
+    if sidecar is not None and sidecar.backend in ("tensorrt", "openvino"):
         return _plan_report(path, size, sha256, sidecar, check_machine)
     if is_plan:
         raise RtresnetError(f"{path} has a TensorRT suffix but its sidecar says it is an {sidecar.backend} engine; "
@@ -214,15 +214,19 @@ def _onnx_report(path: Path, size: int, sha256: str, sidecar: Sidecar | None, ch
 
 
 def _plan_report(path: Path, size: int, sha256: str, sidecar: Sidecar, check_machine: bool) -> ModelReport:
-    notes = ["TensorRT plan not opened: its facts come from the sidecar (only TensorRT reads plans)"]
+    """A compiled engine only its runtime reads (TensorRT plan, OpenVINO blob): described by its sidecar."""
+    trt = sidecar.backend == "tensorrt"
+    notes = ["TensorRT plan not opened: its facts come from the sidecar (only TensorRT reads plans)" if trt else
+             "OpenVINO blob not opened: its facts come from the sidecar (only OpenVINO reads its blobs)"]
     graph, source = None, sidecar.extra.get("onnx_path")
     if source and Path(source).is_file() and sha256_file(source) == sidecar.onnx_sha256:
         graph = summarize_graph(_load_onnx(Path(source)), Path(source))
         notes.append(f"graph facts from the source ONNX {source} (sha256 matches the sidecar)")
     elif source:
         notes.append(f"source ONNX {source} is missing or changed: no graph facts")
-    runnable = _trt_runnable(sidecar, path) if check_machine else None
-    return ModelReport(path=path, kind="tensorrt-plan", size_bytes=size, sha256=sha256, inputs=sidecar.inputs,
+    runnable = (_trt_runnable if trt else _blob_runnable)(sidecar, path) if check_machine else None
+    return ModelReport(path=path, kind="tensorrt-plan" if trt else "openvino-blob", size_bytes=size, sha256=sha256,
+                       inputs=sidecar.inputs,
                        outputs=sidecar.outputs, precision=sidecar.precision, model=sidecar.model, graph=graph,
                        sidecar=sidecar, plan_opened=False, runnable=runnable, notes=tuple(notes))
 
@@ -349,6 +353,16 @@ def _trt_runnable(sidecar: Sidecar, path: Path) -> Runnable:
     gpu = gpu_info() or {}
     return Runnable(True, f"with TensorRT {tensorrt_version()} on {gpu.get('name', 'this GPU')} "
                           f"(compute capability {gpu.get('compute_capability', '?')})")
+
+
+def _blob_runnable(sidecar: Sidecar, path: Path) -> Runnable:
+    from rtresnet.runtime.openvino_runner import check_blob_loadable
+
+    try:
+        check_blob_loadable(sidecar, path)
+    except RtresnetError as e:
+        return Runnable(False, str(e))
+    return Runnable(True, f"with OpenVINO {sidecar.openvino_version} on this CPU")
 
 
 def _rebuild(sidecar: Sidecar) -> str:

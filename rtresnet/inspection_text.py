@@ -11,7 +11,8 @@ import textwrap
 from rtresnet.inspection import DEFAULT_TOP_OPS, FUSED_INT8_OPS, ModelReport
 from rtresnet.sidecar import sidecar_path
 
-KIND_NAMES = {"onnx": "ONNX model", "onnxruntime-engine": "onnxruntime engine", "tensorrt-plan": "TensorRT plan"}
+KIND_NAMES = {"onnx": "ONNX model", "onnxruntime-engine": "onnxruntime engine", "tensorrt-plan": "TensorRT plan",
+              "openvino-blob": "OpenVINO compiled blob"}
 
 
 def format_report(report: ModelReport, *, wide: bool = False, width: int | None = None) -> str:

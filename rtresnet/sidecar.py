@@ -45,6 +45,8 @@ class Sidecar:
     # do not know, cpp/src/sidecar.cpp included):
     source: dict | None = None          # the ONNX `build` was given: {"path", "sha256", "precision", "converter"}
     verification: dict | None = None    # FP16/INT8 graph vs that source: cosine, top-1 agreement, samples...
+    openvino_version: str | None = None  # OpenVINO engines: the version that compiled the blob
+    selection: dict | None = None       # `--backend auto` on a CPU: the candidates measured and the one kept
 
     def to_json(self) -> str:
         d = asdict(self)

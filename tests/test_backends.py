@@ -38,5 +38,6 @@ def test_unknown_backend_is_refused_with_the_choices():
     from rtresnet.engine import build_engine
     from rtresnet.errors import RtresnetError
 
-    with pytest.raises(RtresnetError, match="unknown backend 'openvino'; use one of auto, tensorrt, onnxruntime"):
-        build_engine("missing.onnx", backend="openvino")
+    with pytest.raises(RtresnetError, match="unknown backend 'coreml'; use one of auto, tensorrt, onnxruntime, "
+                                            "openvino"):
+        build_engine("missing.onnx", backend="coreml")

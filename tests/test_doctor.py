@@ -46,6 +46,8 @@ def test_cpu_only_build_says_how_to_get_gpu_backends(monkeypatch):
     assert not cuda.usable and "CPU-only build" in cuda.detail and "--index-url" in cuda.fix
     assert not ort_cuda.usable and "pip uninstall -y onnxruntime" in ort_cuda.fix and "rtresnet[gpu]" in ort_cuda.fix
     assert not trt.usable and trt.fix == "pip install 'rtresnet[gpu]'"
+    ov = report.backend("openvino")  # an optional extra: not installed here, and doctor says how to add it
+    assert not ov.usable and "not installed" in ov.detail and ov.fix == "pip install 'rtresnet[openvino]'"
     assert report.warnings == ()
 
 
@@ -55,10 +57,12 @@ def test_gpu_machine_with_everything(monkeypatch):
     monkeypatch.setattr(backends_mod, "_torch_versions", lambda: ("2.13.0+cu128", "12.8"))
     monkeypatch.setattr(backends_mod, "_ort_providers",
                         lambda: ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"))
-    monkeypatch.setattr("rtresnet.environment.package_version", lambda d: {"onnxruntime-gpu": "1.32.0"}.get(d))
+    monkeypatch.setattr("rtresnet.environment.package_version",
+                        lambda d: {"onnxruntime-gpu": "1.32.0", "openvino": "2026.4.1"}.get(d))
     monkeypatch.setattr(backends_mod, "_ort_session_error", lambda provider: None)
     report = diagnose()
     assert report.usable_backends == tuple(BACKENDS)
+    assert report.openvino == "2026.4.1" and "OpenVINO 2026.4.1" in report.backend("openvino").detail
     assert report.gpu.compute_capability == "9.0" and "H100" in report.backend("tensorrt").detail
     assert report.onnxruntime_package == "onnxruntime-gpu"
 

@@ -187,7 +187,7 @@ def test_onnxruntime_options_change_the_session_not_the_result(onnx_model):
     (lambda m, e: load(m, backend="tensorrt"), r"build a TensorRT engine from it first: rtresnet build"),
     (lambda m, e: load(m, backend="torch"), r"torch backend loads an arch name"),
     (lambda m, e: load(e, backend="tensorrt"), r"engine for onnxruntime, not tensorrt"),
-    (lambda m, e: load(m, backend="openvino"), r"unknown backend 'openvino'"),
+    (lambda m, e: load(m, backend="coreml"), r"unknown backend 'coreml'"),
     (lambda m, e: load(m.with_name("absent.onnx")), r"model file not found"),
     (lambda m, e: load("resnet19"), r"unknown architecture 'resnet19'"),
     (lambda m, e: load("resnet18", backend="onnxruntime"), r"arch name runs on the torch backend"),

@@ -1,5 +1,6 @@
-"""One contract, every backend: the same checks through torch, onnxruntime (exported ONNX and built engine),
-and, where a GPU/TensorRT exists, torch-cuda, onnxruntime-cuda and TensorRT (with and without CUDA graphs)."""
+"""One contract, every backend: the same checks through torch, onnxruntime and OpenVINO (exported ONNX and built
+engine each), and, where a GPU/TensorRT exists, torch-cuda, onnxruntime-cuda and TensorRT (with and without CUDA
+graphs)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ BACKENDS = [
     pytest.param("torch", id="torch"),
     pytest.param("onnxruntime", id="onnxruntime"),
     pytest.param("onnxruntime-engine", id="onnxruntime-engine"),
+    pytest.param("openvino", id="openvino"),
+    pytest.param("openvino-engine", id="openvino-engine"),
     pytest.param("torch-cuda", id="torch-cuda", marks=pytest.mark.gpu),
     pytest.param("onnxruntime-cuda", id="onnxruntime-cuda", marks=pytest.mark.gpu),
     pytest.param("tensorrt", id="tensorrt", marks=pytest.mark.tensorrt),
@@ -70,7 +73,7 @@ def engine(artifacts: SimpleNamespace, backend: str):
     if backend not in artifacts.engines:
         from rtresnet.engine import build_engine
 
-        suffix = "plan" if backend == "tensorrt" else "ort.onnx"
+        suffix = {"tensorrt": "plan", "openvino": "blob"}.get(backend, "ort.onnx")
         artifacts.engines[backend] = build_engine(artifacts.onnx, backend=backend, max_batch=8,
                                                   output=artifacts.folder / f"r18.{suffix}").path
     return artifacts.engines[backend]
@@ -87,6 +90,10 @@ def make_runner(kind: str, artifacts: SimpleNamespace, **options) -> Runner:
         return load(artifacts.onnx, device="cuda", **options)
     if kind == "onnxruntime-engine":
         return load(engine(artifacts, "onnxruntime"), threads=1, **options)
+    if kind == "openvino":
+        return load(artifacts.onnx, backend="openvino", threads=1, **options)
+    if kind == "openvino-engine":
+        return load(engine(artifacts, "openvino"), threads=1, **options)
     return load(engine(artifacts, "tensorrt"), cuda_graph=kind == "tensorrt-graph", **options)
 
 

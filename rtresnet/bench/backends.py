@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class BackendSpec:
     name: str
-    runtime: str            # "torch" | "onnxruntime" | "tensorrt"
+    runtime: str            # "torch" | "onnxruntime" | "openvino" | "tensorrt"
     precision: str          # "fp32" | "fp16" | "int8"
     device: str             # "cpu" | "cuda"
     channels_last: bool = False
@@ -41,6 +41,9 @@ BACKENDS: dict[str, BackendSpec] = {s.name: s for s in (
     BackendSpec("onnxruntime-fp16", "onnxruntime", "fp16", "cpu", description="onnxruntime CPU, FP16 engine"),
     BackendSpec("onnxruntime-int8", "onnxruntime", "int8", "cpu",
                 description="onnxruntime CPU, INT8 QDQ engine (U8 activations, S8 per-channel weights)"),
+    BackendSpec("openvino", "openvino", "fp32", "cpu", description="OpenVINO CPU, FP32 engine (f32 precision hint)"),
+    BackendSpec("openvino-int8", "openvino", "int8", "cpu",
+                description="OpenVINO CPU, INT8 engine compiled from the same Q/DQ ONNX as onnxruntime-int8"),
     BackendSpec("onnxruntime-cuda", "onnxruntime", "fp32", "cuda",
                 description="onnxruntime CUDA EP, FP32 (its defaults let convolutions use TF32)"),
     BackendSpec("onnxruntime-cuda-fp16", "onnxruntime", "fp16", "cuda", description="onnxruntime CUDA EP, FP16"),
@@ -55,7 +58,7 @@ FP32_GPU_NOTE = ("FP32 on the GPU: torch-cuda runs with TF32 off (cuDNN would us
                  "and the TensorRT FP32 engines are built without TF32; onnxruntime-cuda keeps its CUDA EP defaults, "
                  "which allow TF32")
 
-RUNTIME_ABBREVIATIONS = {"torch": "torch", "onnxruntime": "ort", "tensorrt": "trt"}
+RUNTIME_ABBREVIATIONS = {"torch": "torch", "onnxruntime": "ort", "openvino": "ov", "tensorrt": "trt"}
 
 
 def short_label(runtime: str, precision: str, device: str, channels_last: bool = False) -> str:
@@ -191,6 +194,7 @@ def load_model_file(path: Path, *, threads: int, device: str | None = None) -> A
     from rtresnet.runtime import load
     from rtresnet.sidecar import read_sidecar, sidecar_path
 
-    ort = not sidecar_path(path).is_file() or read_sidecar(path, verify_hash=False).backend == "onnxruntime"
-    cpu = ort and device != "cuda"
+    cpu_file = not sidecar_path(path).is_file() or \
+        read_sidecar(path, verify_hash=False).backend in ("onnxruntime", "openvino")
+    cpu = cpu_file and device != "cuda"
     return load(path, **({"threads": threads} if cpu else {}), **({"device": device} if device else {}))

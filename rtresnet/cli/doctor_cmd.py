@@ -40,6 +40,7 @@ def doctor(as_json: bool) -> None:
     env.add_row("onnx", report.onnx or na)
     env.add_row("onnxruntime", f"{report.onnxruntime} ({report.onnxruntime_package})" if report.onnxruntime else na)
     env.add_row("ort providers", ", ".join(report.ort_providers) or "-")
+    env.add_row("openvino", report.openvino or na)
     env.add_row("tensorrt", report.tensorrt or na)
     cpu = report.cpu
     env.add_row("cpu", escape(f"{cpu.model} ({cpu.arch}, {cpu.usable_cores}/{cpu.logical_cores} cores usable)"))

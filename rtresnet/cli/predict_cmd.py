@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
 
 
 class _PredictCommand(click.Command):
@@ -33,7 +33,7 @@ class _PredictCommand(click.Command):
               help="Arch name only: input height and width.")
 @click.option("--labels", "labels_file", metavar="FILE", default=None,
               help="Class names, one per line (one per class), instead of the model's own.")
-@click.option("--threads", type=click.IntRange(min=0), default=None, help="onnxruntime intra-op threads.")
+@click.option("--threads", type=click.IntRange(min=0), default=None, help="onnxruntime/OpenVINO intra-op threads.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Images per inference call.")
 def predict(model: str, images: tuple[Path, ...], topk: int, as_json: bool, backend: str, device: str | None,
@@ -41,7 +41,7 @@ def predict(model: str, images: tuple[Path, ...], topk: int, as_json: bool, back
             labels_file: str | None, threads: int | None, batch_size: int) -> None:
     """Print the top-k labels and probabilities for each IMAGE (files or folders).
 
-    MODEL is an exported .onnx, an engine with its sidecar (.engine/.plan, or an onnxruntime engine), or an
+    MODEL is an exported .onnx, an engine with its sidecar (.engine/.plan, .blob, or an onnxruntime engine), or an
     architecture name run by PyTorch with --weights. A missing or undecodable image is reported on its own
     line and the others still run; the exit code is 1 if any image failed.
 

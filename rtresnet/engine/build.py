@@ -94,7 +94,7 @@ def check_engine_suffix(output: Path, backend: str) -> None:
     ONNX): tools and `rtresnet.runtime.load` pick the loader by suffix."""
     suffixes = getattr(engine_builder(backend), "SUFFIXES", None)
     if suffixes and output.suffix.lower() not in suffixes:
-        what = "ONNX models" if suffixes == (".onnx",) else f"{backend} plans"
+        what = {".onnx": "ONNX models", ".blob": "compiled blobs"}.get(suffixes[0], f"{backend} plans")
         raise RtresnetError(f"--output {output}: {backend} engines are {what}; name the file "
                             f"{output.with_suffix(suffixes[0]).name}")
 
@@ -205,7 +205,8 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
                  min_batch: int | None = None, opt_batch: int | None = None, max_batch: int | None = None,
                  workspace_bytes: int = 4 << 30, opt_level: int = 3, timing_cache: str | Path | None = None,
                  dla_core: int | None = None, gpu_fallback: bool = False, hardware_compat: str = "none",
-                 version_compat: bool = False, tf32: bool = False, force: bool = False,
+                 version_compat: bool = False, tf32: bool = False, inference_precision: str = "f32",
+                 force: bool = False,
                  output: str | Path | None = None, engine_dir: str | Path = ENGINE_DIR,
                  min_cosine: float | None = None, min_agreement: float | None = None, accept_mismatch: bool = False,
                  calibration: CalibrationSettings | None = None) -> EngineArtifact:
@@ -217,6 +218,8 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
     TensorRT where it and a GPU exist; ``device`` "cpu"/"cuda" picks onnxruntime/TensorRT instead. ``output``
     defaults to a name that says what the engine is, in ``engine_dir`` (``BuildRequest.default_output``).
     ``tf32`` lets TensorRT run FP32 layers in TF32 on Ampere and newer (faster; ~1e-3 relative error).
+    ``inference_precision`` "bf16" lets OpenVINO compute in bfloat16 (its own default on bf16 CPUs; rtresnet's is
+    "f32"); every OpenVINO build is checked against onnxruntime on the same ONNX.
     ``min_cosine``/``min_agreement``/``accept_mismatch`` judge the FP16/INT8 conversion (see ``quantize_int8``).
 
     The engine cache is checked before any conversion: an existing engine whose sidecar records the same FP32
@@ -233,7 +236,7 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
     timing_cache = Path(timing_cache) if timing_cache is not None else None
     check_options(target.backend, opt_level=opt_level, workspace_bytes=workspace_bytes, dla_core=dla_core,
                   gpu_fallback=gpu_fallback, hardware_compat=hardware_compat, version_compat=version_compat,
-                  timing_cache=timing_cache, tf32=tf32)
+                  timing_cache=timing_cache, tf32=tf32, inference_precision=inference_precision)
     if output is not None:
         output = check_output_path(output)
         check_engine_suffix(output, target.backend)
@@ -270,7 +273,8 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
                            opt_batch=opt, max_batch=hi, workspace_bytes=workspace_bytes, opt_level=opt_level,
                            timing_cache=timing_cache, dla_core=dla_core, gpu_fallback=gpu_fallback,
                            hardware_compat=hardware_compat, version_compat=version_compat, tf32=tf32,
-                           calibration=calibrated, source_path=source, source_sha256=source_sha256,
+                           inference_precision=inference_precision, calibration=calibrated, source_path=source,
+                           source_sha256=source_sha256,
                            conversion=conversion, verify={k: v for k, v in verify.items() if v})
     if output is None:
         output = request.default_output(source.stem, folder=engine_dir)
@@ -333,6 +337,7 @@ def _build(request: BuildRequest, output: Path, *, verification: dict | None = N
                       calibration=request.calibration, tensorrt_version=t.tensorrt_version,
                       cuda_version=t.cuda_version, gpu=t.gpu, onnxruntime_version=t.onnxruntime_version,
                       execution_providers=t.execution_providers, cpu=t.cpu, rtresnet_version=__version__,
+                      openvino_version=t.openvino_version,
                       extra={"onnx_path": str(request.onnx_path), "build_command": rebuild_command(request, output)},
                       source=source, verification=verification)
     write_sidecar(output, sidecar)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from rtresnet.backends import BUILD_BACKENDS, engine_builder
+from rtresnet.backends import BUILD_BACKENDS, ENGINE_KINDS, engine_builder
 from rtresnet.backends import EngineBackend as Backend
 from rtresnet.errors import RtresnetError
 from rtresnet.sidecar import Sidecar
@@ -40,6 +40,7 @@ class Target:
     onnxruntime_version: str | None = None
     execution_providers: tuple[str, ...] = ()
     cpu: dict | None = None                 # {"model", "arch", "isa"}
+    openvino_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class BuildRequest:
     hardware_compat: HardwareCompat = "none"
     version_compat: bool = False
     tf32: bool = False
+    inference_precision: str = "f32"  # OpenVINO's execution precision hint ("bf16" only when asked for)
     calibration: dict | None = None  # INT8: settings and data record (CALIBRATION_KEY: the cache-key part)
     source_path: Path | None = None  # the ONNX `build` was given (onnx_path: the one the engine is built from)
     source_sha256: str | None = None
@@ -109,7 +111,8 @@ class BuildRequest:
         t = self.target
         key = {"backend": self.backend, "precision": self.precision, "profile": self.profile, "flags": self.flags,
                "tensorrt_version": t.tensorrt_version, "onnxruntime_version": t.onnxruntime_version,
-               "gpu": _gpu_key(t.gpu), "cpu_arch": (t.cpu or {}).get("arch")}
+               "openvino_version": t.openvino_version, "gpu": _gpu_key(t.gpu),
+               "cpu": _cpu_key(self.backend, t.cpu)}
         if self.conversion is None:
             return {**key, "onnx_sha256": self.onnx_sha256}
         cal = self.calibration or {}
@@ -122,8 +125,8 @@ class BuildRequest:
         source, cal = sidecar.source or {}, sidecar.calibration or {}
         have = {"backend": sidecar.backend, "onnx_sha256": sidecar.onnx_sha256, "precision": sidecar.precision,
                 "profile": sidecar.profile, "flags": sidecar.flags, "tensorrt_version": sidecar.tensorrt_version,
-                "onnxruntime_version": sidecar.onnxruntime_version,
-                "gpu": _gpu_key(sidecar.gpu), "cpu_arch": (sidecar.cpu or {}).get("arch"),
+                "onnxruntime_version": sidecar.onnxruntime_version, "openvino_version": sidecar.openvino_version,
+                "gpu": _gpu_key(sidecar.gpu), "cpu": _cpu_key(sidecar.backend, sidecar.cpu),
                 "source_sha256": source.get("sha256"), "conversion": source.get("converter"),
                 # every key the old build set, not only those this request sets: dropping --exclude is a change
                 "calibration": {k: cal.get(k) for k in CALIBRATION_KEY if k in cal} or None}
@@ -138,6 +141,15 @@ CALIBRATION_KEY = ("method", "percentile", "target", "high_precision", "calib_si
 
 def _gpu_key(gpu: dict | None) -> tuple | None:
     return (gpu.get("name"), gpu.get("compute_capability")) if gpu else None
+
+
+def _cpu_key(backend: str, cpu: dict | None) -> dict | None:
+    """The CPU facts an engine of ``backend`` is bound to (``EngineKind.cpu_key``: the architecture for onnxruntime,
+    model and ISA too for OpenVINO's compiled blobs)."""
+    kind = ENGINE_KINDS.get(backend)
+    if not cpu or kind is None:
+        return None
+    return {k: cpu.get(k) for k in kind.cpu_key}
 
 
 def major_minor(version: str | None) -> str:
@@ -194,7 +206,8 @@ def check_dla(dla_core: int | None, *, precision: str | None = None, hardware_co
 
 def check_options(backend: Backend, *, opt_level: int, workspace_bytes: int, dla_core: int | None,
                   gpu_fallback: bool, hardware_compat: str, version_compat: bool, timing_cache: Path | None,
-                  tf32: bool = False, precision: str | None = None) -> None:
+                  tf32: bool = False, precision: str | None = None,
+                  inference_precision: str = "f32") -> None:
     """Refuse options that do not apply instead of ignoring them. ``precision`` is the precision of the graph
     TensorRT builds (None when not known yet: the DLA precision check is then left to ``check_dla``)."""
     if hardware_compat not in HARDWARE_COMPAT:
@@ -214,6 +227,12 @@ def check_options(backend: Backend, *, opt_level: int, workspace_bytes: int, dla
         if used:
             raise RtresnetError(f"{', '.join(used)} only apply to TensorRT engines, but this build uses "
                                 f"{backend}; drop them or build with --backend tensorrt on a machine with TensorRT")
+    if inference_precision != "f32":
+        if inference_precision not in ("bf16",):
+            raise RtresnetError(f"unknown --inference-precision {inference_precision!r}; use f32 or bf16")
+        if backend != "openvino":
+            raise RtresnetError(f"--inference-precision {inference_precision} only applies to OpenVINO engines, but "
+                                f"this build uses {backend}; drop it or build with --backend openvino")
     check_dla(dla_core, precision=precision, hardware_compat=hardware_compat, version_compat=version_compat)
     lo, hi = LIMITS["workspace"]
     if isinstance(workspace_bytes, bool) or not isinstance(workspace_bytes, int) or not lo <= workspace_bytes <= hi:
@@ -246,6 +265,8 @@ def rebuild_command(request: BuildRequest, output: Path) -> str:
         args.append("--accept-mismatch")
     args += ["--backend", request.backend, "--min-batch", str(request.min_batch), "--opt-batch",
              str(request.opt_batch), "--max-batch", str(request.max_batch)]
+    if request.inference_precision != "f32":
+        args += ["--inference-precision", request.inference_precision]
     if request.backend == "tensorrt":
         args += ["--workspace", str(request.workspace_bytes), "--opt-level", str(request.opt_level)]
         if request.dla_core is not None:

@@ -2,7 +2,9 @@
 
     .engine / .plan / .trt + sidecar   -> TensorRT runner (a sidecar naming onnxruntime -> onnxruntime runner)
     .onnx with a sidecar                -> onnxruntime runner on the onnxruntime engine (sidecar: spec, profile)
-    .onnx                               -> onnxruntime runner on the exported model (ONNX metadata: spec)
+    .blob + sidecar                     -> OpenVINO runner on the compiled blob
+    .onnx                               -> onnxruntime runner on the exported model (ONNX metadata: spec);
+                                           backend="openvino": OpenVINO compiles it on load
     arch name ("resnet50")              -> PyTorch baseline (weights=..., num_classes=..., input_size=...)
 """
 
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS = RUNTIMES  # load(backend=...): the runtimes of rtresnet.backends
 TRT_SUFFIXES = (".engine", ".plan", ".trt")
+SIDECAR_SUFFIXES = (*TRT_SUFFIXES, ".blob")  # engine files that mean nothing without their sidecar
 
 
 def _construct(cls: type[Runner], *args: Any, factory: Any = None, **options: Any) -> Runner:
@@ -52,10 +55,11 @@ def load(path_or_arch: str | Path, *, backend: str | None = None, device: str | 
          **options: Any) -> Runner:
     """Load a runner for a TensorRT plan, an ONNX model / onnxruntime engine, or an arch name (PyTorch baseline).
 
-    ``backend`` (torch | onnxruntime | tensorrt) is inferred from the artifact when omitted; asking for one the
-    artifact cannot run is an error, never a silent switch. ``options`` go to the runner: ``threads``,
-    ``optimization``, ``providers`` (onnxruntime), ``cuda_graph`` (TensorRT), ``weights``, ``num_classes``,
-    ``in_channels``, ``input_size``, ``fp16``, ``channels_last`` (torch), and ``check_finite``, ``max_batch`` (all).
+    ``backend`` (torch | onnxruntime | openvino | tensorrt) is inferred from the artifact when omitted; asking for
+    one the artifact cannot run is an error, never a silent switch. ``options`` go to the runner: ``threads``,
+    ``optimization``, ``providers`` (onnxruntime), ``inference_precision`` (openvino), ``cuda_graph`` (TensorRT),
+    ``weights``, ``num_classes``, ``in_channels``, ``input_size``, ``fp16``, ``channels_last`` (torch), and
+    ``check_finite``, ``max_batch`` (all).
 
     Example::
 
@@ -79,7 +83,7 @@ def load(path_or_arch: str | Path, *, backend: str | None = None, device: str | 
 
 
 def _load_file(path: Path, backend: str | None, device: str | None, options: dict[str, Any]) -> Runner:
-    if sidecar_path(path).is_file() or path.suffix.lower() in TRT_SUFFIXES:
+    if sidecar_path(path).is_file() or path.suffix.lower() in SIDECAR_SUFFIXES:
         # The engine's sha256 is checked once: by TensorRT's load guard, or here for onnxruntime engines.
         sidecar = read_sidecar(path, verify_hash=False)
         if backend not in (None, sidecar.backend):
@@ -95,10 +99,10 @@ def _load_file(path: Path, backend: str | None, device: str | None, options: dic
                             f"rtresnet build {path} --backend tensorrt")
     if backend == "torch":
         raise RtresnetError("the torch backend loads an arch name with --weights, not an ONNX file")
-    from rtresnet.runtime.ort_runner import OrtRunner
     from rtresnet.spec import read_model_info
 
-    return _construct(OrtRunner, path, read_model_info(path), device=device, **options)
+    runner = engine_runner(backend or "onnxruntime")
+    return _construct(runner, path, read_model_info(path), device=device, **options)
 
 
 def load_torch(arch: str, *, weights: str | Path | None = None, num_classes: int | None = None,

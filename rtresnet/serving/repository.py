@@ -71,6 +71,10 @@ class _Source:
 def _source(path: Path) -> _Source:
     if sidecar_path(path).is_file() or path.suffix.lower() in (".engine", ".plan", ".trt"):
         sidecar = read_sidecar(path)  # checks the engine's sha256 too
+        if sidecar.backend not in PLATFORMS:  # OpenVINO: Triton's openvino backend compiles IR/ONNX itself
+            source = sidecar.extra.get("onnx_path") or "the ONNX it was built from"
+            raise RtresnetError(f"{path} is a compiled {sidecar.backend} blob, which Triton cannot load; export "
+                                f"{source} instead (Triton runs it with its onnxruntime backend)")
         if sidecar.backend == "onnxruntime":  # an ONNX engine can be opened: its I/O must be the sidecar's
             import onnx
 

@@ -85,6 +85,10 @@ class Sidecar:
             for name in ("profile", "flags", "extra"):  # read with .get() everywhere: they must be objects
                 if not isinstance(getattr(sidecar, name), dict):
                     raise TypeError(f"{name} must be an object, got {getattr(sidecar, name)!r}")
+            if sidecar.selection is not None and not isinstance(sidecar.selection, dict):
+                raise TypeError(f"selection must be an object, got {sidecar.selection!r}")
+            if sidecar.openvino_version is not None and not isinstance(sidecar.openvino_version, str):
+                raise TypeError(f"openvino_version must be a string, got {sidecar.openvino_version!r}")
             if not isinstance(sidecar.engine_sha256, str) or not isinstance(sidecar.onnx_sha256, str):
                 raise TypeError("engine_sha256 and onnx_sha256 must be strings")
         except (KeyError, TypeError, ValueError, AttributeError, RtresnetError) as e:

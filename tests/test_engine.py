@@ -141,11 +141,13 @@ def test_cache_miss_when_the_onnx_changes(onnx_model, tmp_path):
 def test_default_name_describes_the_engine(onnx_model, tmp_path, monkeypatch, no_tensorrt, logs):
     monkeypatch.chdir(tmp_path)
     logs.set_level("DEBUG", logger="rtresnet")
-    art = build_engine(onnx_model, max_batch=4, opt_batch=2)  # auto -> onnxruntime here, said at debug level
-    import onnxruntime as ort
+    art = build_engine(onnx_model, max_batch=4, opt_batch=2)  # auto -> the CPU backends, said at debug level
+    from rtresnet.environment import package_version
 
-    ver = ".".join(ort.__version__.split(".")[:2])
-    assert art.path == Path("engines") / f"r18_fp32_b1-4_opt2_ort{ver}_cpu.onnx"  # named after the ONNX file
+    ort, ov = (".".join(package_version(d).split(".")[:2]) for d in ("onnxruntime", "openvino"))
+    names = {"onnxruntime": f"r18_fp32_b1-4_opt2_ort{ort}_cpu.onnx", "openvino": f"r18_fp32_b1-4_opt2_ov{ov}_cpu.blob"}
+    assert art.path == Path("engines") / names[art.sidecar.backend]  # named after the ONNX file and the winner
+    assert art.sidecar.selection["chosen"]["backend"] == art.sidecar.backend
     assert (tmp_path / art.path).is_file() and sidecar_path(tmp_path / art.path).is_file()
     assert [r.levelname for r in logs.records if "TensorRT is not installed" in r.message] == ["DEBUG"]
     assert "rtresnet[gpu]" in logs.text
@@ -441,7 +443,7 @@ def test_intermediates_go_beside_the_engine_one_per_engine(onnx_model, tmp_path)
 
 def test_default_int8_engine_name_has_the_calibration_method(onnx_model, tmp_path, monkeypatch, no_tensorrt):
     monkeypatch.chdir(tmp_path)
-    art = build_engine(onnx_model, precision="int8", max_batch=2,
+    art = build_engine(onnx_model, precision="int8", max_batch=2, backend="onnxruntime",
                        calibration=CalibrationSettings("synthetic", method="percentile", percentile=99.9,
                                                        calib_size=8, calib_batch=4))
     assert art.path.name.startswith("r18_int8-percentile99.9_b1-2_ort")
@@ -462,7 +464,8 @@ def test_device_picks_the_backend(onnx_model, tmp_path, no_tensorrt):
     assert r.exit_code == 0, r.output
     assert read_sidecar(out).backend == "onnxruntime"
     r = CliRunner().invoke(main, ["build", str(onnx_model), "--device", "cpu", "--backend", "tensorrt"])
-    assert r.exit_code == 2 and r.output.count("\n") == 1 and "--device cpu builds onnxruntime engines" in r.output
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "--device cpu builds onnxruntime or openvino engines" \
+        in r.output
     r = CliRunner().invoke(main, ["build", str(onnx_model), "--device", "cuda", "-o", str(tmp_path / "e.engine")])
     assert r.exit_code == 1 and r.output.startswith("error: --device cuda needs TensorRT and a CUDA GPU")
 
@@ -487,7 +490,9 @@ def test_default_int8_build_prints_a_short_result(onnx_model, photos, tmp_path, 
     miss = runner.invoke(main, args)
     assert miss.exit_code == 0, miss.output
     out = miss.stdout.splitlines()
-    assert [line.split(":")[0] for line in out] == ["engine", "sidecar", "onnx", "backend", "vs FP32", "cache"]
+    assert [line.split(":")[0] for line in out] == ["engine", "sidecar", "onnx", "backend", "auto", "vs FP32", "cache"]
+    assert out[4].startswith("auto:    picked ") and " ms at batch 2; " in out[4]  # what was measured, and won
+    out.pop(4)
     assert "cosine" in out[4] and "top-1 agreement" in out[4] and "max rel err" not in miss.output
     assert out[5] == "cache:   miss (built now)"  # no engine-only seconds posing as the build's time
     err = miss.stderr.splitlines()
@@ -496,11 +501,12 @@ def test_default_int8_build_prints_a_short_result(onnx_model, photos, tmp_path, 
     assert len(err) == 2 and err[1].startswith("done in ")
     steps = [part.split()[0] for part in err[1].split(": ")[1].split(", ")]
     # Steps under 0.05 s are left out of the line (the ORT build of a tiny model often is): order and names only.
-    assert steps[:3] == ["calibrate", "quantize", "verify"] and steps[3:] in ([], ["build"]), steps
+    assert steps[:3] == ["calibrate", "quantize", "verify"] and set(steps[3:]) <= {"build", "measure"}, steps
     hit = runner.invoke(main, ["-q", *args])
     assert hit.exit_code == 0 and hit.stderr == ""  # -q: no done line, and nothing converted to warn about
-    assert hit.stdout.splitlines()[4] == out[4] + " (recorded at build)"
-    assert hit.stdout.splitlines()[5].startswith("cache:   hit (built ")
+    assert hit.stdout.splitlines()[4].endswith(" (measured at build)")
+    assert hit.stdout.splitlines()[5] == out[4] + " (recorded at build)"
+    assert hit.stdout.splitlines()[6].startswith("cache:   hit (built ")
     assert runner.invoke(main, args).stderr.splitlines()[0].startswith("done in ")
 
 

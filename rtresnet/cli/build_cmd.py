@@ -52,10 +52,11 @@ def parse_size(text: str) -> int:
 @calibration_options  # shared with `rtresnet quantize`
 @verification_options
 @click.option("--backend", type=click.Choice(BACKENDS), default="auto",
-              help="auto: TensorRT where it and a CUDA GPU exist, onnxruntime otherwise.")
+              help="auto: TensorRT where it and a CUDA GPU exist; on a CPU, every CPU backend installed "
+                   "(onnxruntime, OpenVINO) is built and timed at the opt batch, and the fastest is kept.")
 @click.option("--device", type=click.Choice(tuple(DEVICES)),
-              help="Where the engine runs: cpu builds an onnxruntime engine, cuda a TensorRT one [default: from "
-                   "--backend].")
+              help="Where the engine runs: cpu measures the CPU backends (as auto on a CPU machine), cuda builds a "
+                   "TensorRT engine [default: from --backend].")
 @click.option("--min-batch", type=limited("batch"),
               help="Smallest batch of the profile [default: 1, or the fixed batch].")
 @click.option("--opt-batch", type=limited("batch"), help="Batch TensorRT tunes for [default: the max batch].")
@@ -76,12 +77,13 @@ def parse_size(text: str) -> int:
                    "against onnxruntime at build).")
 @click.option("--force", is_flag=True, help="Rebuild even when a matching engine exists.")
 @click.option("-o", "--output",
-              help="Engine file: .engine/.plan for TensorRT, .onnx for onnxruntime [default: engines/<model>_"
-                   "<precision>_b<min>-<max>_<backend>.engine|.onnx].")
+              help="Engine file: .engine/.plan for TensorRT, .onnx for onnxruntime, .blob for OpenVINO (with "
+                   "auto, the suffix limits the choice) [default: engines/<model>_<precision>_b<min>-<max>_"
+                   "<backend>.engine|.onnx|.blob].")
 def build(model, arch, weights, fp16, int8, fp32, backend, device, min_batch, opt_batch, max_batch, workspace,
           opt_level, timing_cache, dla_core, gpu_fallback, hardware_compat, version_compat, tf32, inference_precision,
           force, output, **calibration) -> None:
-    """Build an engine (TensorRT plan or onnxruntime model) with a sidecar JSON from an ONNX model.
+    """Build an engine (TensorRT plan, onnxruntime model or OpenVINO blob) with a sidecar JSON from an ONNX model.
 
     An engine whose sidecar matches the request (FP32 model, precision, calibration settings and data, batches,
     versions) is reused without converting anything; --force rebuilds. File names follow one scheme:
@@ -90,6 +92,7 @@ def build(model, arch, weights, fp16, int8, fp32, backend, device, min_batch, op
       engines/r18_int8-entropy_cpu.onnx                 INT8 Q/DQ ONNX (beside the engine), for the cpu target
       engines/r18_int8-entropy_b1-32_ort1.22_cpu.onnx   its onnxruntime engine (+ .json sidecar)
       engines/r18_fp16_b1-32_trt10.16_sm90.engine       a TensorRT FP16 engine
+      engines/r18_fp32_b1-1_ov2026.4_cpu.blob           an OpenVINO engine (compiled for this CPU)
 
     \b
     Examples:
@@ -128,6 +131,10 @@ def build(model, arch, weights, fp16, int8, fp32, backend, device, min_batch, op
         click.echo(f"onnx:    {path} ({s.precision.upper()} ONNX the engine is built from)")
     where = engine_builder(s.backend).describe(s)
     click.echo(f"backend: {where}; {s.precision}; batch {s.profile['min_batch']}-{s.profile['max_batch']}")
+    if s.selection:  # --backend auto on a CPU: what was measured, and what won
+        from rtresnet.engine.select import describe
+
+        click.echo(f"auto:    {describe(s.selection)}{' (measured at build)' if artifact.cache_hit else ''}")
     if (figures := _accuracy(s)) is not None:  # on stdout: a result, kept by -q
         click.echo(f"vs FP32: {figures}{' (recorded at build)' if artifact.cache_hit else ''}")
     if artifact.cache_hit:

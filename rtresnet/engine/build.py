@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rtresnet import environment
-from rtresnet.backends import ENGINE_KINDS, backend_status, engine_builder
+from rtresnet.backends import CPU_ENGINE_BACKENDS, ENGINE_KINDS, backend_status, engine_builder, engine_runner
+from rtresnet.engine import select
 from rtresnet.engine.request import (
     ENGINE_DIR,
     PRECISIONS,
@@ -57,26 +58,29 @@ class EngineArtifact:
         return sidecar_path(self.path)
 
 
-DEVICES = {"cpu": "onnxruntime", "cuda": "tensorrt"}  # --device: the engine backend that runs there
+DEVICES = {"cpu": CPU_ENGINE_BACKENDS, "cuda": ("tensorrt",)}  # --device: the engine backends that run there
 
 
 def resolve_backend(backend: str, device: str | None = None) -> Target:
-    """The engine backend a build uses (``auto``: TensorRT where it and a GPU exist, else onnxruntime; ``device``
-    "cpu"/"cuda" picks onnxruntime/TensorRT) and what its engine binds to on this machine."""
+    """The engine backend a build uses and what its engine binds to on this machine: ``auto`` is TensorRT where it
+    and a GPU exist, else the CPU backends measured against each other (``measured_backends``; the target returned
+    is then the first of them, onnxruntime). ``device`` "cpu"/"cuda" keeps the choice to that device's backends."""
     if backend != "auto" and backend not in ENGINE_KINDS:
         raise UsageError(f"unknown backend {backend!r}; use one of auto, {', '.join(ENGINE_KINDS)}")
     asked = f"--backend {backend}"
     if device is not None:
         if device not in DEVICES:
             raise UsageError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
-        if backend not in ("auto", DEVICES[device]):
-            raise UsageError(f"--device {device} builds {DEVICES[device]} engines but --backend {backend} was asked "
-                             f"for; give one of them")
-        backend, asked = DEVICES[device], f"--device {device}"
+        if backend not in ("auto", *DEVICES[device]):
+            raise UsageError(f"--device {device} builds {' or '.join(DEVICES[device])} engines but --backend "
+                             f"{backend} was asked for; give one of them")
+        if device == "cpu" and backend == "auto":
+            return engine_builder("onnxruntime").target()
+        backend, asked = (DEVICES[device][0] if backend == "auto" else backend), f"--device {device}"
     if backend == "auto" and environment.tensorrt_version() is None:
         # Without the package, TensorRT is out whatever the GPU: skip the full check (it imports torch, seconds
         # that a cache hit would otherwise spend). Normal on a CPU machine: said only when asked for (-v).
-        log.debug("building an onnxruntime engine: TensorRT is not installed (for TensorRT, %s)", GPU_INSTALL_HINT)
+        log.debug("building a CPU engine: TensorRT is not installed (for TensorRT, %s)", GPU_INSTALL_HINT)
         return engine_builder("onnxruntime").target()
     trt = backend_status("tensorrt") if backend in ("auto", "tensorrt") else None
     if backend == "tensorrt" and not trt:
@@ -84,9 +88,21 @@ def resolve_backend(backend: str, device: str | None = None) -> Target:
                             f"{GPU_INSTALL_HINT}, or build with --backend onnxruntime")
     if backend == "auto":
         if not trt:  # the normal case on a CPU machine: said only when asked for (-v)
-            log.debug("building an onnxruntime engine: %s (for TensorRT, %s)", trt.detail, GPU_INSTALL_HINT)
+            log.debug("building a CPU engine: %s (for TensorRT, %s)", trt.detail, GPU_INSTALL_HINT)
         backend = "tensorrt" if trt else "onnxruntime"
     return engine_builder(backend).target()
+
+
+def measured_backends(backend: str, target: Target, output: Path | None) -> tuple[str, ...] | None:
+    """``--backend auto`` that resolved to the CPU: the CPU engine backends installed here, whose engines are built
+    and timed against each other (None: build ``target`` as is). An ``--output`` suffix keeps those that write
+    it (``x.onnx``: onnxruntime; ``x.blob``: OpenVINO)."""
+    if backend != "auto" or target.backend not in CPU_ENGINE_BACKENDS:
+        return None
+    found = select.cpu_backends()
+    if output is not None:
+        found = tuple(b for b in found if output.suffix.lower() in getattr(engine_builder(b), "SUFFIXES", ()))
+    return found or None
 
 
 def check_engine_suffix(output: Path, backend: str) -> None:
@@ -239,6 +255,10 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
                   timing_cache=timing_cache, tf32=tf32, inference_precision=inference_precision)
     if output is not None:
         output = check_output_path(output)
+    measured = measured_backends(backend, target, output)
+    if measured:
+        target = engine_builder(measured[0]).target()
+    if output is not None:
         check_engine_suffix(output, target.backend)
         if onnx_path is not None and output.resolve() == Path(onnx_path).resolve():
             raise RtresnetError(f"--output {output} is the model being built; choose another engine file name")
@@ -276,6 +296,9 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
                            inference_precision=inference_precision, calibration=calibrated, source_path=source,
                            source_sha256=source_sha256,
                            conversion=conversion, verify={k: v for k, v in verify.items() if v})
+    if measured and len(select.candidates(measured, environment.cpu_info()["usable_cores"])) > 1:
+        return _build_fastest(request, measured, output, engine_dir, calibration=calibration, verify=verify,
+                              force=force)
     if output is None:
         output = request.default_output(source.stem, folder=engine_dir)
     if output.resolve() == source.resolve():
@@ -285,25 +308,113 @@ def build_engine(onnx_path: str | Path | None = None, *, arch: str | None = None
     tolerance = _tolerance(request.precision, min_cosine, min_agreement) if conversion else None
     if not force and (cached := _cached(output, request, tolerance, accept_mismatch)) is not None:
         log.debug("engine cache hit: %s matches the request (use --force to rebuild)", output)
-        return EngineArtifact(path=output, sidecar=cached, cache_hit=True, build_seconds=0.0,
-                              onnx_path=Path(cached.extra.get("onnx_path", source)),
-                              intermediates=_kept_intermediates(cached))
+        return _hit(output, cached, source)
     if conversion is None:
         return _build(request, output)
+    request, verification = _converted_request(request, output, calibration, verify)
+    return _build(request, output, verification=verification, intermediates=(request.onnx_path,))
+
+
+def _hit(output: Path, cached: Sidecar, source: Path) -> EngineArtifact:
+    return EngineArtifact(path=output, sidecar=cached, cache_hit=True, build_seconds=0.0,
+                          onnx_path=Path(cached.extra.get("onnx_path", source)),
+                          intermediates=_kept_intermediates(cached))
+
+
+def _converted_request(request: BuildRequest, output: Path, calibration: CalibrationSettings | None,
+                       verify: dict) -> tuple[BuildRequest, dict | None]:
+    """Run the precision stage (converted ONNX beside ``output``); the request now builds from its result, and the
+    conversion's accuracy figures for the sidecar."""
+    source = request.onnx_path
     intermediate = _converted_output(request, output)
     if intermediate.resolve() in (output.resolve(), source.resolve()):
         raise RtresnetError(f"--output {output} is where the {request.precision.upper()} ONNX the engine is built "
                             f"from goes; choose another engine file name, e.g. {output.stem}_engine{output.suffix}")
     converted = _convert(request, intermediate, calibration, verify)
     inputs, outputs = _graph_io(converted.path)
+    calibrated = request.calibration
     if calibrated is not None:
         calibrated = {**calibrated, "samples": converted.calib_samples, "cache_key": converted.cache_key}
     request = replace(request, onnx_path=converted.path, onnx_sha256=converted.sha256, info=converted.info,
                       inputs=inputs, outputs=outputs, calibration=calibrated)
     from rtresnet.precision.report import comparison_record
 
-    verification = comparison_record(converted.comparison) if converted.comparison is not None else None
-    return _build(request, output, verification=verification, intermediates=(converted.path,))
+    return request, comparison_record(converted.comparison) if converted.comparison is not None else None
+
+
+def _build_fastest(request: BuildRequest, backends: tuple[str, ...], output: Path | None, engine_dir: Path, *,
+                   calibration: CalibrationSettings | None, verify: dict, force: bool) -> EngineArtifact:
+    """``--backend auto`` on a CPU: build every candidate backend's engine from one converted ONNX, time each
+    (backend x threads) at the opt batch, keep the fastest with the figures in its sidecar (``engine.select``)."""
+    import os
+    import tempfile
+
+    from rtresnet.data.datasets import random_inputs
+
+    source = request.onnx_path
+    requests = {b: replace(request, target=engine_builder(b).target()) for b in backends}
+    outputs = {b: output or r.default_output(source.stem, folder=engine_dir) for b, r in requests.items()}
+    if any(o.resolve() == source.resolve() for o in outputs.values()):
+        raise RtresnetError(f"--output {output} is the model being built; choose another engine file name")
+    cores = environment.cpu_info()["usable_cores"]
+    wanted = select.candidates(backends, cores)
+    tolerance = _tolerance(request.precision, verify["min_cosine"], verify["min_agreement"]) \
+        if request.conversion else None
+    if not force:
+        for b in backends:
+            cached = _cached(outputs[b], requests[b], tolerance, verify["accept_mismatch"])
+            if cached is not None and _measured_the_same(cached.selection, wanted):
+                log.debug("engine cache hit: %s was measured fastest of %s (use --force to measure again)",
+                          outputs[b], ", ".join(c.label for c in wanted))
+                return _hit(outputs[b], cached, source)
+    first = backends[0]
+    outputs[first].parent.mkdir(parents=True, exist_ok=True)
+    verification = None
+    if request.conversion is not None:  # one conversion for every candidate: they consume the same Q/DQ layout
+        request, verification = _converted_request(requests[first], outputs[first], calibration, verify)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=outputs[first].parent, prefix=".rtresnet-auto-") as tmp:
+        built = {b: _build(replace(request, target=requests[b].target), Path(tmp) / outputs[b].name,
+                           verification=verification) for b in backends}
+        runners: dict = {}
+        try:
+            for c in wanted:
+                runners[c] = engine_runner(c.backend).from_engine(built[c.backend].path, built[c.backend].sidecar,
+                                                                  threads=c.threads)
+            with step("measure"):
+                times = select.measure(runners, random_inputs(request.info, request.opt_batch))
+        finally:
+            for r in runners.values():
+                r.close()
+        chosen = select.fastest(times)
+        record = select.selection_record(times, request.opt_batch, chosen)
+        log.debug("--backend auto: %s", select.describe(record))  # the CLI prints it: on stdout, a result
+        final, win = outputs[chosen.backend], built[chosen.backend]
+        onnx_path = request.onnx_path
+        if request.conversion is not None:  # the converted ONNX takes the kept engine's name
+            onnx_path = _converted_output(requests[chosen.backend], final)
+            if onnx_path != request.onnx_path:
+                os.replace(request.onnx_path, onnx_path)
+        kept = replace(request, target=requests[chosen.backend].target, onnx_path=onnx_path)
+        sidecar = replace(win.sidecar, selection=record,
+                          extra={**win.sidecar.extra, "onnx_path": str(onnx_path),
+                                 "build_command": rebuild_command(kept, final)})
+        sidecar_path(final).unlink(missing_ok=True)  # no sidecar ever describes the engine being replaced
+        os.replace(win.path, final)
+        write_sidecar(final, sidecar)
+    return EngineArtifact(path=final, sidecar=sidecar, cache_hit=False, build_seconds=time.perf_counter() - start,
+                          onnx_path=onnx_path, intermediates=(onnx_path,) if request.conversion else ())
+
+
+def _measured_the_same(selection: dict | None, wanted: list) -> bool:
+    """Whether a cached auto build measured the candidates this machine has now (OpenVINO installed since: not)."""
+    if not isinstance(selection, dict) or not isinstance(selection.get("candidates"), list):
+        return False
+    try:
+        had = {(r["backend"], r["threads"]) for r in selection["candidates"]}
+    except (KeyError, TypeError):
+        return False
+    return had == {(c.backend, c.threads) for c in wanted}
 
 
 def _kept_intermediates(sidecar: Sidecar) -> tuple[Path, ...]:

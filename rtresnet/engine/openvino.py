@@ -129,7 +129,7 @@ def build(request: BuildRequest, engine_path: Path) -> None:
     compiled = compile_onnx(request.onnx_path, min_batch=request.min_batch, max_batch=request.max_batch,
                             inference_precision=request.inference_precision)
     check = check_against_onnxruntime(compiled, request)
-    log.info("OpenVINO engine vs onnxruntime on the same ONNX: %s", check.summary())
+    log.debug("OpenVINO engine vs onnxruntime on the same ONNX: %s", check.summary())
     if not check and not request.verify.get("accept_mismatch"):
         raise RtresnetError(f"the OpenVINO engine does not match onnxruntime on {request.onnx_path.name} "
                             f"({', '.join(check.failures())}); nothing was written. "

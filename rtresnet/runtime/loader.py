@@ -90,6 +90,10 @@ def _load_file(path: Path, backend: str | None, device: str | None, options: dic
             raise RtresnetError(f"{path} is an engine for {sidecar.backend}, not {backend}; load it with backend "
                                 f"{sidecar.backend} (or leave the backend out)")
         runner = engine_runner(sidecar.backend)  # the vocabulary says which runner loads this backend's engines
+        from rtresnet.engine.select import runner_defaults
+
+        # `--backend auto` measured these settings fastest on this machine: the defaults, the caller's options win
+        options = {**runner_defaults(sidecar.selection), **options}
         return _construct(runner, path, sidecar, factory=runner.from_engine, device=device, **options)
     if path.suffix.lower() != ".onnx":
         raise RtresnetError(f"{path} is neither an ONNX model (.onnx) nor an engine with a sidecar "

@@ -97,7 +97,13 @@ def format_report(report: ModelReport, *, wide: bool = False, width: int | None 
             row("built for", f"{gpu.get('name', 'unknown GPU')}, compute capability "
                              f"{gpu.get('compute_capability', '?')}")
         else:
-            row("backend", f"onnxruntime {s.onnxruntime_version or '?'} ({', '.join(s.execution_providers)})")
+            from rtresnet.backends import engine_builder
+
+            row("backend", engine_builder(s.backend).describe(s))
+        if s.selection:
+            from rtresnet.engine.select import describe
+
+            row("auto", describe(s.selection))
         if s.cpu:
             row("built on cpu", f"{s.cpu.get('model', '?')} ({s.cpu.get('arch', '?')}; ISA "
                                 f"{' '.join(s.cpu.get('isa') or []) or 'n/a'})")

@@ -140,6 +140,9 @@ def test_cli_says_what_it_measured(onnx_model, tmp_path, cpu_machine):
     chosen = next(r for r in sel["candidates"] if (r["backend"], r["threads"]) == tuple(sel["chosen"].values()))
     assert line.startswith(f"auto:    picked {chosen['backend']} (") and f"{chosen['p50_ms']:.2f} ms at batch 1" in line
     assert "measure" in result.stderr.splitlines()[-1]  # the done line counts the measurement as a step
+    engine = next(p for p in (tmp_path / "engines").iterdir() if not p.name.endswith(".json"))
+    shown = invoke("inspect", engine)
+    assert shown.exit_code == 0 and line.split(":", 1)[1].strip() in " ".join(shown.stdout.split()), shown.output
 
 
 def test_thread_candidates_and_the_median():
@@ -148,3 +151,4 @@ def test_thread_candidates_and_the_median():
     assert select.fastest(times) == select.Candidate("a", 2) and statistics.median(times[select.fastest(times)]) == 2
     assert select.runner_defaults({"chosen": {"backend": "a", "threads": 3}}) == {"threads": 3}
     assert select.runner_defaults({"chosen": "bad"}) == {} == select.runner_defaults(None)
+    assert "malformed" in select.describe({"chosen": {"backend": "x"}, "candidates": [1]})

@@ -84,7 +84,15 @@ def fastest(times: dict[Candidate, list[float]]) -> Candidate:
 
 
 def describe(selection: dict) -> str:
-    """'picked openvino (2 threads): p50 8.1 ms at batch 1; onnxruntime (2 threads) 9.2 ms'."""
+    """'picked openvino (2 threads): p50 8.1 ms at batch 1; onnxruntime (2 threads) 9.2 ms' (a hand-edited record
+    that does not read so says that instead)."""
+    try:
+        return _describe(selection)
+    except (KeyError, TypeError, ValueError, StopIteration, AttributeError):
+        return "the sidecar's measurement record is malformed (rebuild with --force to measure again)"
+
+
+def _describe(selection: dict) -> str:
     chosen = selection["chosen"]
     rows = selection["candidates"]
     win = next(r for r in rows if (r["backend"], r["threads"]) == (chosen["backend"], chosen["threads"]))

@@ -362,3 +362,15 @@ def test_calibration_size_default_agrees_with_build():
     assert default(bench) == default(build) == 512
     assert inspect.signature(run).parameters["calib_size"].default == \
         inspect.signature(quantize_int8).parameters["calib_size"].default == 512
+
+
+def test_openvino_rows_run_the_same_files(checkpoint, tmp_path):
+    """OpenVINO engines are bench rows like the others: FP32 agrees with PyTorch, INT8 from the cpu Q/DQ ONNX."""
+    rep = run("resnet18", weights=checkpoint, input_size=32, backends="torch,openvino,openvino-int8",
+              batch_sizes=(1, 4), timing=TimingConfig(warmup_iters=1, iters=3), threads=1, calib_data="synthetic",
+              calib_size=8, work_dir=tmp_path)
+    _, ov, int8 = rep.backends
+    assert (ov.status, int8.status) == ("ok", "ok"), (ov.reason, int8.reason)
+    assert ov.accuracy.top1_agreement_pct == 100.0 and ov.accuracy.cosine_mean > 0.9999
+    assert int8.size_bytes < ov.size_bytes / 2 and [r.batch_size for r in int8.batches] == [1, 4]
+    assert {p.suffix for p in tmp_path.rglob("*.blob")} == {".blob"} and len(list(tmp_path.rglob("*.blob"))) == 2

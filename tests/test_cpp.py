@@ -239,6 +239,16 @@ def test_missing_engine_and_sidecar(engines, batches, tmp_path):
     assert done.returncode == 1 and "no sidecar lone.onnx.json" in done.stderr
 
 
+def test_openvino_blob_is_refused_in_one_line(batches, realistic_onnx, tmp_path):
+    from rtresnet.engine.build import build_engine
+
+    source, _ = realistic_onnx("resnet18", SIZE)
+    blob = build_engine(source, backend="openvino", max_batch=1, output=tmp_path / "r18.blob").path
+    done = classify(blob, batches["float", 1])
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "is an OpenVINO blob" in done.stderr and "--backend onnxruntime" in done.stderr
+
+
 def test_benchmark_mode_reports_percentiles(engines, batches):
     done = classify(engines["int8"], batches["float", 1], "--json", "--benchmark", "5", "--warmup", "1")
     latency = json.loads(done.stdout)["latency_ms"]

@@ -104,6 +104,9 @@ std::unique_ptr<Engine> load(const std::string& engine_path, const Options& opti
     throw Error(engine_path + " is an " + sidecar.backend + " engine, not a " + backend + " one; load it with the " +
                 sidecar.backend + " backend");
   if (backend == "onnxruntime") return detail::load_onnxruntime(engine_path, std::move(sidecar), options);
+  if (backend == "openvino")  // a compiled blob for OpenVINO's own runtime, which this library does not embed
+    throw Error(engine_path + " is an OpenVINO blob; rtresnet's C++ library runs onnxruntime and TensorRT engines: "
+                "build one from the same ONNX with `rtresnet build MODEL.onnx --backend onnxruntime`");
 #ifdef RTRESNET_WITH_TENSORRT
   if (backend == "tensorrt") return detail::load_tensorrt(engine_path, std::move(sidecar), options);
 #endif

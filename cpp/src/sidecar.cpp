@@ -15,7 +15,7 @@ namespace {
 
 using nlohmann::json;
 
-const char* const kBackends[] = {"tensorrt", "onnxruntime"};
+const char* const kBackends[] = {"tensorrt", "onnxruntime", "openvino"};  // the Python side's engine backends
 const char* const kPrecisions[] = {"fp32", "fp16", "int8"};
 const char* const kInputFormats[] = {"float-nchw", "uint8-nhwc-rgb", "uint8-nhwc-bgr"};
 

@@ -25,6 +25,7 @@ import rtresnet
 from rtresnet.engine import build_engine
 from rtresnet.serving import loadtest
 from rtresnet.serving.model_config import MODEL_INFO_PARAMETER
+from rtresnet.sidecar import read_sidecar
 from rtresnet.spec import ModelInfo
 
 pytestmark = [pytest.mark.serving, pytest.mark.slow]
@@ -282,3 +283,20 @@ def test_classify_preprocesses_with_the_served_model_info(server, runner, tmp_pa
     want = runner.predict(paths, topk=3)
     assert [[p.index for p in row] for row in got] == [[p.index for p in row] for row in want]
     assert [[p.label for p in row] for row in got] == [[p.label for p in row] for row in want]
+
+
+def test_an_openvino_engine_is_served_like_the_others(engine, tmp_path):
+    """A compiled OpenVINO blob behind Triton (PyTriton's Python backend runs rtresnet's runner): replies equal the
+    runner's, and the server stops clean."""
+    source = Path(read_sidecar(engine).source["path"])
+    blob = build_engine(source, backend="openvino", max_batch=8, output=tmp_path / "r18.blob").path
+    srv = start(blob, tmp_path, "--model-name", "r18_ov")
+    try:
+        x = batch(3, seed=9)
+        with rtresnet.load(blob, threads=1) as r:
+            want = r.infer(x)
+        got = http_infer(srv, x).as_numpy("logits")
+        np.testing.assert_array_equal(got, want)
+    finally:
+        code, left = srv.stop()
+    assert code == 0 and not left

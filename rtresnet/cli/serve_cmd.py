@@ -8,7 +8,7 @@ import click
 
 from rtresnet.cli.options import batch_sizes, limited
 
-BACKEND_CHOICES = ("auto", "onnxruntime", "tensorrt")
+BACKEND_CHOICES = ("auto", "onnxruntime", "openvino", "tensorrt")
 
 
 @click.command()
@@ -37,7 +37,8 @@ BACKEND_CHOICES = ("auto", "onnxruntime", "tensorrt")
 @click.option("--backend", type=click.Choice(BACKEND_CHOICES), default="auto", show_default=True,
               help="Runtime; auto follows the file (engine sidecar, .onnx).")
 @click.option("--device", default=None, help="cpu, cuda[:N], or tensorrt[:N] (onnxruntime's TensorRT EP).")
-@click.option("--threads", type=limited("threads"), default=None, help="onnxruntime intra-op threads per instance.")
+@click.option("--threads", type=limited("threads"), default=None,
+              help="onnxruntime/OpenVINO intra-op threads per instance.")
 @click.pass_context
 def serve(ctx: click.Context, model: Path, host: str, http_port: int, grpc_port: int, metrics_port: int,
           model_name: str | None, max_batch: int | None, max_queue_delay_us: int, preferred_batch_sizes: str | None,

@@ -76,13 +76,14 @@ def parse_size(text: str) -> int:
               help="OpenVINO's compute precision: bf16 is faster on CPUs with bf16 units and less exact (checked "
                    "against onnxruntime at build).")
 @click.option("--force", is_flag=True, help="Rebuild even when a matching engine exists.")
+@click.option("--engine-dir", default="engines", help="Folder of the default engine file name (without -o).")
 @click.option("-o", "--output",
               help="Engine file: .engine/.plan for TensorRT, .onnx for onnxruntime, .blob for OpenVINO (with "
                    "auto, the suffix limits the choice) [default: engines/<model>_<precision>_b<min>-<max>_"
                    "<backend>.engine|.onnx|.blob].")
 def build(model, arch, weights, fp16, int8, fp32, backend, device, min_batch, opt_batch, max_batch, workspace,
           opt_level, timing_cache, dla_core, gpu_fallback, hardware_compat, version_compat, tf32, inference_precision,
-          force, output, **calibration) -> None:
+          force, engine_dir, output, **calibration) -> None:
     """Build an engine (TensorRT plan, onnxruntime model or OpenVINO blob) with a sidecar JSON from an ONNX model.
 
     An engine whose sidecar matches the request (FP32 model, precision, calibration settings and data, batches,
@@ -122,7 +123,7 @@ def build(model, arch, weights, fp16, int8, fp32, backend, device, min_batch, op
                             workspace_bytes=parse_size(workspace), opt_level=opt_level, timing_cache=timing_cache,
                             dla_core=dla_core, gpu_fallback=gpu_fallback, hardware_compat=hardware_compat,
                             version_compat=version_compat, tf32=tf32, inference_precision=inference_precision,
-                            force=force, output=output, **verify,
+                            force=force, output=output, engine_dir=engine_dir, **verify,
                             calibration=settings)
     s = artifact.sidecar
     click.echo(f"engine:  {artifact.path}")

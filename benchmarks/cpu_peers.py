@@ -2,11 +2,13 @@
 
 Rows: PyTorch eager FP32; onnxruntime and OpenVINO used directly (their own defaults) on the FP32 ONNX and on the
 INT8 Q/DQ ONNX that `rtresnet quantize --target cpu` writes; rtresnet's onnxruntime and OpenVINO engines built from
-those files; and `rtresnet build --backend auto`, which measures the CPU backends and keeps the fastest (one engine
-per timed batch: auto measures at the profile's opt batch). Batch 1 latency and batch 32 throughput, same threads
-for all, every runtime loaded in one process and timed in blocks, round-robin over --rounds rounds (the first call
-of each block is not timed: the previous runtime's idle threads may still spin). The model is a realistic
-ResNet-50 (BN statistics re-estimated on photo crops, rtresnet.realistic); INT8 calibrated on photo crops.
+those files; and `rtresnet build --backend auto`, which measures the CPU backends and keeps the fastest. rtresnet's
+engines are built for the timed batch, as a deployment would (`--max-batch 1` for b1: a static shape; batches 1-32
+for b32; auto measures at that batch), as bench builds TensorRT engines per batch. Batch 1 latency and batch 32
+throughput, same threads for all, every runtime loaded in one process and timed in blocks, round-robin over --rounds
+rounds (the first call of each block is not timed: the previous runtime's idle threads may still spin). The model is
+a realistic ResNet-50 (BN statistics re-estimated on photo crops, rtresnet.realistic); INT8 calibrated on photo
+crops.
 
     python benchmarks/cpu_peers.py                      # ~6 minutes on 2 cores; writes benchmarks/results/
     python benchmarks/cpu_peers.py --batches 1 --rounds 2 --work-dir /tmp/peers   # quicker
@@ -130,10 +132,13 @@ def build_rows(models: dict[str, Path], work: Path, threads: int, batches: tuple
         onnx = models[precision]
         rows += [ort_direct(onnx, precision, threads), ov_direct(onnx, precision, threads)]
         for backend, label in ENGINE_ROWS:
-            path = build_engine(onnx, backend=backend, max_batch=max(batches), engine_dir=engines).path
-            rows.append(engine_row(label, precision, {b: path for b in batches}, threads))
-        auto = {b: build_engine(onnx, backend="auto", min_batch=1, opt_batch=b, max_batch=max(batches),
-                                engine_dir=engines).path for b in batches}
+            paths = {b: build_engine(onnx, backend=backend, max_batch=b, engine_dir=engines).path for b in batches}
+            rows.append(engine_row(label, precision, paths, threads))
+        if precision == "fp32":  # OpenVINO's own default on bf16 CPUs, opt-in in rtresnet (checked at build)
+            paths = {b: build_engine(onnx, backend="openvino", max_batch=b, inference_precision="bf16",
+                                     engine_dir=engines).path for b in batches}
+            rows.append(engine_row("rtresnet OpenVINO engine, bf16", precision, paths, threads))
+        auto = {b: build_engine(onnx, backend="auto", max_batch=b, engine_dir=engines).path for b in batches}
         rows.append(engine_row("rtresnet auto (measured)", precision, auto, None))  # threads: what auto measured
     return rows
 

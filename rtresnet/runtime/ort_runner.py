@@ -19,6 +19,28 @@ OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 _ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8",
                "tensor(int8)": "int8", "tensor(double)": "float64"}
 _GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+# onnxruntime's worker threads spin for a while before sleeping, also after a run returns; in a process that runs
+# several models in turn (a perception stack) they then hold the cores the next model needs, doubling its latency
+# (benchmarks/interleaved.py). ``spinning`` picks a mode; the default spins while a run lasts (between its parallel
+# sections, where it pays) and stops when the run returns ("session.force_spinning_stop"): as fast as "always" alone,
+# as harmless as "never" interleaved, whatever else the process runs (torch, OpenVINO, other sessions).
+SPIN_MODES = {  # mode -> onnxruntime session config entries
+    "always": {"session.intra_op.allow_spinning": "1", "session.inter_op.allow_spinning": "1",
+               "session.force_spinning_stop": "0"},  # onnxruntime's own default
+    "never": {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0",
+              "session.force_spinning_stop": "0"},
+    "during-run": {"session.intra_op.allow_spinning": "1", "session.inter_op.allow_spinning": "1",
+                   "session.force_spinning_stop": "1"},
+}
+
+
+def spin_mode(spinning: bool | None) -> str:
+    """The ``SPIN_MODES`` key for the runner option ``spinning``: True "always", False "never", None (default)
+    "during-run"."""
+    if spinning is not None and not isinstance(spinning, bool):
+        raise RtresnetError(f"spinning takes True (always), False (never) or None (rtresnet's default: spin while a "
+                            f"run lasts, stop when it returns), got {spinning!r}")
+    return "during-run" if spinning is None else "always" if spinning else "never"
 
 
 def _device_id(device: str) -> int:
@@ -118,6 +140,8 @@ class OrtRunner(Runner):
 
     On CPU, ``InferenceSession.run`` is thread-safe, so concurrent ``infer`` calls run in parallel. On CUDA and the
     TensorRT EP, torch CUDA tensors are bound in place with IO binding (zero-copy) and calls are serialized.
+    ``spinning`` (True, False, None) picks how onnxruntime's worker threads wait (``SPIN_MODES``); ``self.spinning``
+    names the mode that ran.
     """
 
     backend = "onnxruntime"
@@ -150,7 +174,8 @@ class OrtRunner(Runner):
 
     def __init__(self, path: str | Path, info: ModelInfo, *, device: str | None = None,
                  providers: list[Any] | None = None, threads: int | None = None, optimization: str = "all",
-                 profile: dict | None = None, check_finite: bool = False, max_batch: int | None = None) -> None:
+                 profile: dict | None = None, check_finite: bool = False, max_batch: int | None = None,
+                 spinning: bool | None = None) -> None:
         import onnxruntime as ort
 
         if optimization not in OPTIMIZATION_LEVELS:
@@ -183,6 +208,9 @@ class OrtRunner(Runner):
             opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1  # one graph branch at a time: ResNets are a chain, spare cores go intra-op
         opts.log_severity_level = 3
+        self.spinning = spin_mode(spinning)  # recorded by bench and sidecars: which SPIN_MODES entry ran
+        for key, value in SPIN_MODES[self.spinning].items():
+            opts.add_session_config_entry(key, value)
         try:
             session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph/NoSuchFile types

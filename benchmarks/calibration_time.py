@@ -7,6 +7,8 @@ Latency: batch 1, median of --runs after warm-up, one onnxruntime session per mo
 
     .venv/bin/python benchmarks/calibration_time.py --calib-size 512 --methods entropy,minmax,percentile
     .venv/bin/python benchmarks/calibration_time.py --digits   # held-out top-1: FP32, FP16, INT8 per target x method
+    .venv/bin/python benchmarks/calibration_time.py --compare-stock   # rtresnet's calibration vs onnxruntime's as
+                                        # shipped, same model and data, side by side, with the largest range change
 """
 
 from __future__ import annotations
@@ -60,6 +62,53 @@ def digits_accuracy(methods: list[str], calib_size: int) -> None:
                       f"(calibration {r.calibration_seconds:.1f} s on {r.calib_samples} samples)", flush=True)
 
 
+def compare_stock(fp32: Path, methods: list[str], calib_size: int, calib_batch: int, tmp: Path,
+                  realistic: bool = False) -> dict:
+    """Each method twice on the same prepared model and samples: rtresnet's fast path, then onnxruntime's
+    calibrators as shipped; times and the largest relative difference of any range end."""
+    import numpy as np
+    import onnx
+
+    from rtresnet.data.datasets import load_dataset
+    from rtresnet.precision.calibrate import calibrate, needed_tensors
+    from rtresnet.precision.int8 import QuantSettings, _pre_process, _quantize
+    from rtresnet.spec import read_model_info
+
+    prepared = _pre_process(fp32, tmp / "prepared.onnx")
+    model = onnx.load(str(prepared))
+    source = "synthetic"
+    if realistic:  # photo crops: activations (and histogram ranges) like a trained network's on real images
+        from rtresnet.realistic import photo_crops
+
+        source = tmp / "crops.npy"
+        np.save(source, photo_crops(calib_size, 224, seed=5))
+    data = load_dataset(str(source), read_model_info(fp32), size=calib_size)
+    out = {}
+    for method in methods:
+        seconds, found = {}, {}
+        for fast in (True, False):
+            work = tmp / f"{method}-{fast}"
+            work.mkdir()
+            t0 = time.perf_counter()
+            tensors = None
+            if fast:  # as quantize_int8 does: only the tensors quantization reads (a dry run finds them)
+                settings = QuantSettings.for_target("cpu", model)
+                tensors = needed_tensors(model, lambda r, s=settings, m=method, w=work: _quantize(prepared, s, r, m,
+                                                                                                   [], w), method)
+            r = calibrate(prepared, data, method, 99.99, "cpu", calib_batch, work, fast=fast, tensors=tensors)
+            seconds[fast] = time.perf_counter() - t0
+            found[fast] = {k: np.asarray(v.range_value, dtype=np.float64).ravel() for k, v in r.data.items()}
+        worst = max(float(np.max(np.abs(v - found[False][k]) / np.maximum(np.abs(found[False][k]), 1e-6)))
+                    for k, v in found[True].items())  # the fast path calibrates a subset: compared on it
+        out[method] = {"rtresnet_s": round(seconds[True], 1), "onnxruntime_stock_s": round(seconds[False], 1),
+                       "max_rel_range_diff": worst}
+        print(f"{method:>10}: rtresnet {seconds[True]:.1f} s, onnxruntime stock {seconds[False]:.1f} s "
+              f"({seconds[False] / seconds[True]:.1f}x) for {len(data)} images; largest range difference "
+              f"{worst:.1e} (relative) over the {len(found[True])} of {len(found[False])} tensors rtresnet calibrates",
+              flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="resnet50")
@@ -69,6 +118,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
     parser.add_argument("--digits", action="store_true", help="Accuracy on the digits model instead of timing.")
+    parser.add_argument("--compare-stock", action="store_true",
+                        help="Time onnxruntime's calibrators as shipped beside rtresnet's, on the same data.")
+    parser.add_argument("--realistic", action="store_true",
+                        help="With --compare-stock: a realistic ResNet (BN statistics from photos) on photo crops.")
     args = parser.parse_args()
     if args.digits:
         digits_accuracy(args.methods.split(","), args.calib_size)
@@ -80,7 +133,22 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        fp32 = export_onnx(args.arch, tmp_path / f"{args.arch}.onnx", input_size=224, verify=False).path
+        weights = None
+        if args.realistic:
+            from rtresnet.realistic import save_realistic_checkpoint
+
+            weights = str(save_realistic_checkpoint(args.arch, tmp_path / "realistic.safetensors"))
+        fp32 = export_onnx(args.arch, tmp_path / f"{args.arch}.onnx", weights=weights, input_size=224,
+                           verify=False).path
+        if args.compare_stock:
+            from rtresnet.environment import cpu_info as cpu
+
+            print(f"machine: {cpu()['model']}, {cpu()['usable_cores']} cores, ISA {' '.join(cpu()['isa'])}")
+            figures = compare_stock(Path(fp32), args.methods.split(","), args.calib_size, args.calib_batch, tmp_path,
+                                    realistic=args.realistic)
+            if args.json:
+                args.json.write_text(json.dumps(figures, indent=2))
+            return
         figures: dict = {"arch": args.arch, "calib_size": args.calib_size, "data": "synthetic", "cpu": cpu_info(),
                          "calibration_seconds": {}}
         cpu_model = None

@@ -205,7 +205,7 @@ def test_quantize_int8_refuses_non_finite_samples_before_calibrating(made, tmp_p
         raise AssertionError("calibrated on NaN samples")
 
     monkeypatch.setattr(datasets, "load_dataset", nan_samples)
-    monkeypatch.setattr(int8, "_calibrate", never)
+    monkeypatch.setattr(int8, "calibrate", never)
     with pytest.raises(RtresnetError, match=r"calibration data photos holds 2 NaN and 0 infinite values in 2 of 8 "
                                             r"samples; refused before calibrating"):
         quantize_int8(made["good_onnx"], tmp_path / "q.onnx", calib_data="photos", method="minmax",

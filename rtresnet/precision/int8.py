@@ -21,6 +21,7 @@ from rtresnet.errors import RtresnetError
 from rtresnet.fileutil import atomic_path, check_output_path, sha256_file
 from rtresnet.precision import calib_cache, qdq_placement
 from rtresnet.precision.calib_cache import quiet
+from rtresnet.precision.calibrate import calibrate, complete_ranges, needed_tensors
 from rtresnet.precision.fp16 import check_fp32_source, split_names
 from rtresnet.precision.naming import converted_path
 from rtresnet.precision.report import (
@@ -138,7 +139,10 @@ def quantize_int8(onnx_path: str | Path, output: str | Path | None = None, *, ca
                           key.digest[:12], first_seconds)
             else:
                 t0 = time.perf_counter()
-                ranges = _calibrate(prepared, data, method, percentile, target, calib_batch, tmp)
+                settings = QuantSettings.for_target(target, prepared_model)
+                tensors = needed_tensors(prepared_model, lambda r: _quantize(prepared, settings, r, method, [], tmp),
+                                         method)
+                ranges = calibrate(prepared, data, method, percentile, target, calib_batch, tmp, tensors=tensors)
                 calib_seconds = time.perf_counter() - t0
                 calib_cache.save_ranges(cache_path, key, ranges, calib_seconds)
                 log.debug("calibrated %d tensors on %d samples in %.1f s (%s); ranges cached in %s",
@@ -146,8 +150,8 @@ def quantize_int8(onnx_path: str | Path, output: str | Path | None = None, *, ca
             table = calib_cache.write_trt_table(ranges, cache_path.with_suffix(".flatbuffers"))
         with step("quantize"):
             excluded = _excluded_nodes(prepared_model, exclude, keep_io_layers_float)
-            model = _quantize(prepared, QuantSettings.for_target(target, prepared_model), ranges, method, excluded,
-                              tmp)
+            model = _quantize(prepared, QuantSettings.for_target(target, prepared_model),
+                              complete_ranges(prepared_model, ranges), method, excluded, tmp)
             if target == "tensorrt":
                 moved = qdq_placement.keep_identity_qdq_only(model,
                                                              qdq_placement.residual_conv_inputs(prepared_model))
@@ -255,62 +259,6 @@ def _pre_process(source: Path, output: Path) -> Path:
     with quiet():
         quant_pre_process(str(source), str(output), skip_symbolic_shape=True)
     return output
-
-
-class _Batches:
-    """A CalibrationDataReader over one batch (collect_data is called per batch to bound memory)."""
-
-    def __init__(self, batch, name: str) -> None:
-        self._items = [{name: batch}]
-
-    def get_next(self):
-        return self._items.pop() if self._items else None
-
-
-def _calibrate(model_path: Path, data, method: str, percentile: float, target: str, batch: int, tmp: Path):
-    from onnxruntime.quantization import CalibrationMethod, create_calibrator
-
-    from rtresnet.progress import track
-    from rtresnet.spec import INPUT_NAME
-
-    options: dict = {"symmetric": target == "tensorrt"}
-    if method == "percentile":
-        options = {"symmetric": True, "percentile": percentile}  # clipped to [min, max]: ReLU outputs stay >= 0
-    with quiet():
-        calibrator = create_calibrator(model_path, None, augmented_model_path=str(tmp / "augmented.onnx"),
-                                       calibrate_method=CalibrationMethod[_CALIBRATION_METHODS[method]],
-                                       extra_options=options)
-    try:
-        n_batches = (len(data) + batch - 1) // batch
-        for x in track(data.batches(batch), total=n_batches, description=f"calibrating ({method})"):
-            with quiet():
-                if method == "minmax":  # the range of a batch is the range of its samples: no difference
-                    calibrator.collect_data(_Batches(x, INPUT_NAME))
-                else:
-                    _collect_histograms_per_sample(calibrator, x, INPUT_NAME)
-        with quiet():
-            return calibrator.compute_data()
-    finally:
-        del calibrator
-
-
-def _collect_histograms_per_sample(calibrator, batch, input_name: str) -> None:
-    """Run a batch, then add each sample's activations to the histograms in order, as ModelOpt does (its reader
-    feeds one sample per step). onnxruntime's histograms keep the bin width of their first update and grow by
-    whole bins, so updating per batch instead gave entropy scales up to 5x (median 2x) ModelOpt's on ResNet-50;
-    per sample they match it to FP16 rounding."""
-    from onnxruntime.quantization.calibrate import HistogramCollector
-
-    names = [o.name for o in calibrator.infer_session.get_outputs()]
-    outputs = calibrator.infer_session.run(None, {input_name: batch})
-    wanted = [(name, out) for name, out in zip(names, outputs, strict=True) if name in calibrator.tensors_to_calibrate]
-    if calibrator.collector is None:
-        calibrator.collector = HistogramCollector(
-            method=calibrator.method, symmetric=calibrator.symmetric, num_bins=calibrator.num_bins,
-            num_quantized_bins=calibrator.num_quantized_bins, percentile=calibrator.percentile,
-            scenario=calibrator.scenario)
-    for i in range(len(batch)):
-        calibrator.collector.collect({name: [out[i:i + 1]] for name, out in wanted})
 
 
 def _excluded_nodes(model, exclude: Sequence[str], keep_io_layers_float: bool) -> list[str]:

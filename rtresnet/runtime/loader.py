@@ -57,8 +57,8 @@ def load(path_or_arch: str | Path, *, backend: str | None = None, device: str | 
 
     ``backend`` (torch | onnxruntime | openvino | tensorrt) is inferred from the artifact when omitted; asking for
     one the artifact cannot run is an error, never a silent switch. ``options`` go to the runner: ``threads``,
-    ``optimization``, ``providers`` (onnxruntime), ``inference_precision`` (openvino), ``cuda_graph`` (TensorRT),
-    ``weights``, ``num_classes``, ``in_channels``, ``input_size``, ``fp16``, ``channels_last`` (torch), and
+    ``optimization``, ``providers``, ``spinning`` (onnxruntime), ``inference_precision`` (openvino), ``cuda_graph``
+    (TensorRT), ``weights``, ``num_classes``, ``in_channels``, ``input_size``, ``fp16``, ``channels_last`` (torch), and
     ``check_finite``, ``max_batch`` (all).
 
     Example::

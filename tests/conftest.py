@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 
@@ -45,6 +46,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def onnx_model(tmp_path_factory):
+    """A tiny FP32 ONNX (ResNet-18, 10 classes, 32x32, random weights) for tests of stages after export; nothing is
+    written beside it."""
+    from rtresnet.export import export_onnx
+
+    folder = tmp_path_factory.mktemp("build_onnx")
+    return Path(export_onnx("resnet18", folder / "r18.onnx", num_classes=10, input_size=32, verify=False).path)
 
 
 @pytest.fixture(scope="session")

@@ -27,14 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def onnx_model(tmp_path_factory) -> Path:
-    from rtresnet.export import export_onnx
-
-    folder = tmp_path_factory.mktemp("build_onnx")
-    return Path(export_onnx("resnet18", folder / "r18.onnx", num_classes=10, input_size=32, verify=False).path)
-
-
-@pytest.fixture(scope="session")
 def ort_engine(onnx_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("build_engine") / "r18_cpu.onnx"
     return build_engine(onnx_model, backend="onnxruntime", max_batch=8, output=out)

@@ -22,14 +22,6 @@ OV_MM = ".".join(OV.split(".")[:2])
 
 
 @pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory) -> Path:
-    from rtresnet.export import export_onnx
-
-    folder = tmp_path_factory.mktemp("ov_onnx")
-    return Path(export_onnx("resnet18", folder / "r18.onnx", num_classes=10, input_size=32, verify=False).path)
-
-
-@pytest.fixture(scope="module")
 def blob(onnx_model, tmp_path_factory):
     return build_engine(onnx_model, backend="openvino", max_batch=4, engine_dir=tmp_path_factory.mktemp("ov_engine"))
 

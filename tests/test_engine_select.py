@@ -4,7 +4,6 @@ measured; the measurement is real (this machine), and the choice follows it (mea
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,14 +15,6 @@ from rtresnet.errors import RtresnetError
 from rtresnet.precision import CalibrationSettings
 from rtresnet.runtime import load
 from rtresnet.sidecar import read_sidecar
-
-
-@pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory) -> Path:
-    from rtresnet.export import export_onnx
-
-    folder = tmp_path_factory.mktemp("select_onnx")
-    return Path(export_onnx("resnet18", folder / "r18.onnx", num_classes=10, input_size=32, verify=False).path)
 
 
 @pytest.fixture()

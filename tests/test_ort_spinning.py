@@ -3,21 +3,11 @@ the session), the default that keeps several runners in one process off each oth
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from rtresnet.errors import RtresnetError
 from rtresnet.runtime import load
 from rtresnet.runtime.ort_runner import SPIN_MODES
-
-
-@pytest.fixture(scope="module")
-def onnx_model(tmp_path_factory) -> Path:
-    from rtresnet.export import export_onnx
-
-    folder = tmp_path_factory.mktemp("spin")
-    return Path(export_onnx("resnet18", folder / "r18.onnx", num_classes=10, input_size=32, verify=False).path)
 
 
 def session_config(runner) -> dict[str, str]:

@@ -248,6 +248,18 @@ class Runner(ABC):
         return f"{type(self).__name__}({self.info.arch}, {self.input_spec.describe()}, device={self.device})"
 
     # -- internals -------------------------------------------------------------------------------------------
+    def _matching_sidecar(self, sidecar, path: str | Path) -> Runner:
+        """This runner, once its engine's own inputs/outputs (``_io_specs``) are the sidecar's; closed and refused
+        otherwise (the sidecar then belongs to another engine)."""
+        from rtresnet.sidecar import check_engine_io
+
+        try:
+            check_engine_io(sidecar, path, *self._io_specs())
+        except RtresnetError:
+            self.close()
+            raise
+        return self
+
     def _float_as_model(self, x: np.ndarray) -> np.ndarray:
         # preprocessing yields float32; an FP16-input graph takes the same values as float16 (infer stays strict)
         if x.dtype != self._dtype and x.dtype.kind == "f" and self._dtype.kind == "f":

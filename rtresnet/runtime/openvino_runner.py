@@ -54,19 +54,14 @@ class OpenVinoRunner(Runner):
     @classmethod
     def from_engine(cls, path: str | Path, sidecar, *, device: str | None = None, **options) -> OpenVinoRunner:
         """The loader's entry point for an OpenVINO engine with its sidecar: hash, version and CPU checked first."""
-        from rtresnet.sidecar import check_engine_io, verify_engine
+        from rtresnet.sidecar import verify_engine
 
         path = Path(path)
         verify_engine(path, sidecar)
         check_blob_loadable(sidecar, path)
         runner = cls(path, sidecar.model, device=device, profile=sidecar.profile,
                      inference_precision=(sidecar.flags or {}).get("inference_precision", "f32"), **options)
-        try:
-            check_engine_io(sidecar, path, *runner._io_specs())
-        except RtresnetError:
-            runner.close()
-            raise
-        return runner
+        return runner._matching_sidecar(sidecar, path)
 
     def __init__(self, path: str | Path, info: ModelInfo, *, device: str | None = None, threads: int | None = None,
                  inference_precision: str = "f32", profile: dict | None = None, check_finite: bool = False,

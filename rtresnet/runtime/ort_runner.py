@@ -150,18 +150,13 @@ class OrtRunner(Runner):
     def from_engine(cls, path: str | Path, sidecar, *, device: str | None = None, **options) -> OrtRunner:
         """The loader's entry point for an onnxruntime engine with its sidecar: hash verified, and run on the
         providers it was optimized for unless told otherwise (its fused kernels belong to them)."""
-        from rtresnet.sidecar import check_engine_io, verify_engine
+        from rtresnet.sidecar import verify_engine
 
         verify_engine(Path(path), sidecar)
         if device is None and "providers" not in options and sidecar.execution_providers:
             options = {**options, "providers": list(sidecar.execution_providers)}
         runner = cls(path, sidecar.model, device=device, profile=sidecar.profile, **options)
-        try:
-            check_engine_io(sidecar, path, *runner._io_specs())
-        except RtresnetError:
-            runner.close()
-            raise
-        return runner
+        return runner._matching_sidecar(sidecar, path)
 
     def _io_specs(self) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
         """The session's own inputs and outputs, in the sidecar's terms."""
